@@ -2,4 +2,90 @@
 
 from __future__ import annotations
 
-from punie.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from punie.agent import AgentSettings
+from punie.cli import app
+from punie.guards import Budgets, RunStatus
+from punie.runner import RunHooks, default_trace_path, run_question
+from punie.tracker import ModelExchange, ToolCallRecord
+
+console = Console()
+
+
+def _show_tool_call(record: ToolCallRecord) -> None:
+    args = ", ".join(f"{k}={v!r}" for k, v in record.arguments.items())
+    head = f"[bold cyan]{record.name}[/]({args})"
+    body = record.error if record.error is not None else (record.result or "")
+    lines = body.splitlines()
+    shown = "\n".join(lines[:12]) + (f"\n… {len(lines) - 12} more lines" if len(lines) > 12 else "")
+    style = "red" if record.error is not None else "dim"
+    console.print(head)
+    console.print(shown, style=style, markup=False, highlight=False)
+
+
+def _show_response(exchange: ModelExchange) -> None:
+    if exchange.tool_calls and exchange.text.strip():
+        console.print(exchange.text.strip(), style="italic", markup=False, highlight=False)
+
+
+@app.command("run")
+def run_command(
+    question: str = typer.Argument(..., help="What to ask about the repository."),
+    repo: Path = typer.Option(Path("."), "--repo", help="The repository the tools work in."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="An OpenAI-compatible server; none: serve the embedded model."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name sent to --base-url, or a local model folder to serve."
+    ),
+    stop: list[str] | None = typer.Option(
+        None, "--stop", help="Stop sequence (repeatable); overrides the model's profile."
+    ),
+    adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder to serve."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per model reply."),
+    max_requests: int = typer.Option(12, "--max-requests", help="Model requests per run."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Wall-clock budget."),
+    no_stop: bool = typer.Option(
+        False, "--no-stop", help="Send no stop sequences and do not cut replies (to reproduce)."
+    ),
+    trace: Path | None = typer.Option(None, "--trace", help="Traces JSONL file to append to."),
+) -> None:
+    """Ask a question about a repository; prints tool calls as they happen, then the answer.
+
+    Exit code 0 only when the run ended `answered`.
+    """
+    settings = AgentSettings(max_tokens=max_tokens, send_stop=not no_stop, cut_replies=not no_stop)
+    budgets = Budgets(max_requests=max_requests, max_seconds=max_seconds)
+    hooks = RunHooks(on_response=_show_response, on_tool_call=_show_tool_call)
+    trace = trace or default_trace_path()
+    try:
+        outcome = run_question(
+            question,
+            repo,
+            base_url=base_url,
+            model=model,
+            stop=stop or None,
+            adapter=adapter,
+            settings=settings,
+            budgets=budgets,
+            trace_path=trace,
+            hooks=hooks,
+        )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the run's trace line was written")
+        raise typer.Exit(130) from None
+    if outcome.status is RunStatus.ANSWERED:
+        console.print(Panel(outcome.output or "", title="answer", expand=False))
+    else:
+        console.print(f"[red]{outcome.status.value}[/]: {outcome.reason}", highlight=False)
+    console.print(
+        f"status [bold]{outcome.status.value}[/] · {len(outcome.tool_calls)} tool calls · "
+        f"{outcome.duration_s:.1f} s · trace {trace} (run {outcome.run_id})",
+        highlight=False,
+    )
+    raise typer.Exit(0 if outcome.status is RunStatus.ANSWERED else 1)

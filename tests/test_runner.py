@@ -1,0 +1,146 @@
+"""The run loop on a scripted model (FunctionModel): real tools, real repository, real traces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from punie.agent import ToolDeps, create_agent
+from punie.guards import Budgets, RunStatus
+from punie.profiles import resolve_profile
+from punie.runner import RunTarget, run_agent
+from punie.tracker import TraceWriter, read_traces
+
+PROFILE = resolve_profile("qwen2.5-coder")
+
+
+def _tool_returns(messages: list[ModelMessage]) -> list[ToolReturnPart]:
+    return [
+        part
+        for message in messages
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, ToolReturnPart)
+    ]
+
+
+async def _run(model: FunctionModel, repo: Path, tmp_path: Path, budgets: Budgets | None = None):
+    agent = create_agent(PROFILE, model=model)
+    trace = TraceWriter(tmp_path / "traces.jsonl")
+    outcome = await run_agent(
+        agent,
+        "Where is Square defined?",
+        ToolDeps.for_repo(repo),
+        RunTarget(model="scripted", profile=PROFILE),
+        budgets=budgets,
+        trace=trace,
+    )
+    return outcome, list(read_traces(trace.path))
+
+
+async def test_text_tool_calls_run_as_real_tools_and_results_reach_the_model(
+    repo: Path, tmp_path: Path
+) -> None:
+    seen: list[list[ToolReturnPart]] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = _tool_returns(messages)
+        seen.append(returns)
+        if not returns:
+            fence = '```json\n{"name": "grep", "arguments": {"pattern": "class Square"}}\n```'
+            return ModelResponse(parts=[TextPart(f"Let me search.\n{fence}")])
+        if len(returns) == 1:
+            tag = '<tool_call>\n{"name": "read_file", "arguments": {"path": "pkg/shapes.py", '
+            tag += '"start_line": 6, "end_line": 6}}\n</tool_call>'
+            return ModelResponse(parts=[TextPart(tag)])
+        return ModelResponse(parts=[TextPart("Square is defined in pkg/shapes.py, line 6.")])
+
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path)
+
+    assert outcome.status is RunStatus.ANSWERED
+    assert outcome.output == "Square is defined in pkg/shapes.py, line 6."
+    assert [c.name for c in outcome.tool_calls] == ["grep", "read_file"]
+    grep_result = seen[1][0].content
+    assert "pkg/shapes.py:6:" in grep_result and "class Square(Shape):" in grep_result
+    assert "class Square(Shape):" in seen[2][1].content
+    assert outcome.exchanges[0].recovered_text_calls == 1
+    assert outcome.exchanges[1].recovered_text_calls == 1
+    assert traces[0].tool_calls[0].result == grep_result
+
+
+async def test_the_same_call_forever_ends_loop_detected_with_every_call_traced(
+    repo: Path, tmp_path: Path
+) -> None:
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart("grep", {"pattern": "Shape"})])
+
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path, Budgets(repeat_limit=3))
+
+    assert outcome.status is RunStatus.LOOP_DETECTED
+    assert outcome.output is None
+    assert [c.executed for c in outcome.tool_calls] == [True, True, False]
+    assert len(traces) == 1 and traces[0].status is RunStatus.LOOP_DETECTED
+    assert len(traces[0].tool_calls) == 3
+    assert traces[0].transcript, "the partial transcript is kept"
+
+
+async def test_degenerate_output_ends_the_run(repo: Path, tmp_path: Path) -> None:
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("Paris" + "!!" * 300)])
+
+    outcome, _ = await _run(FunctionModel(model), repo, tmp_path)
+    assert outcome.status is RunStatus.DEGENERATE_OUTPUT
+    assert "'!'" in (outcome.reason or "")
+
+
+async def test_varied_calls_without_an_answer_exhaust_the_request_budget(
+    repo: Path, tmp_path: Path
+) -> None:
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        step = len(_tool_returns(messages))
+        return ModelResponse(parts=[ToolCallPart("grep", {"pattern": f"x{step}"})])
+
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path, Budgets(max_requests=4))
+    assert outcome.status is RunStatus.BUDGET_EXHAUSTED
+    assert len(outcome.tool_calls) == 4
+    assert traces[0].status is RunStatus.BUDGET_EXHAUSTED
+
+
+async def test_tool_errors_go_back_to_the_model_as_results(repo: Path, tmp_path: Path) -> None:
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = _tool_returns(messages)
+        if not returns:
+            return ModelResponse(parts=[ToolCallPart("read_file", {"path": "../outside.txt"})])
+        return ModelResponse(parts=[TextPart(f"I got: {returns[0].content}")])
+
+    outcome, _ = await _run(FunctionModel(model), repo, tmp_path)
+    assert outcome.status is RunStatus.ANSWERED
+    assert outcome.output is not None and outcome.output.startswith("I got: Error:")
+    assert "outside the workspace" in outcome.output
+    assert outcome.tool_calls[0].error is not None
+
+
+async def test_a_reply_that_runs_on_past_its_end_of_turn_is_cut(repo: Path, tmp_path: Path) -> None:
+    leaked = (
+        "The answer is 4.<|im_end|>\n<|im_start|>user\nCan you book a flight?<|im_end|>"
+        + "!<|im_end|>" * 50
+    )
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart(leaked)])
+
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path)
+    assert outcome.status is RunStatus.ANSWERED
+    assert outcome.output == "The answer is 4."
+    assert traces[0].exchanges[0].cut_at_marker
+    assert json.dumps(traces[0].transcript).count("book a flight") == 0
