@@ -101,7 +101,8 @@ async def run_agent(
     except ModelAPIError as exc:
         status, reason = RunStatus.MODEL_ERROR, _model_error_line(exc, target)
     except UnexpectedModelBehavior as exc:
-        status, reason = RunStatus.MODEL_ERROR, f"unexpected model behaviour: {exc.message}"
+        where = target.base_url or target.model
+        status, reason = RunStatus.MODEL_ERROR, f"model at {where} failed: {exc.message}"
     except (KeyboardInterrupt, anyio.get_cancelled_exc_class()) as exc:
         status, reason, interrupted = RunStatus.INTERRUPTED, "interrupted by the user", exc
 
