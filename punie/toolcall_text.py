@@ -69,8 +69,17 @@ def _reject_constant(name: str) -> Any:
 
 
 # Python's json accepts NaN/Infinity by default; tool arguments must be real JSON.
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999 overflows to inf, which no JSON can carry
+        raise ValueError(f"number {literal} is out of range")
+    return value
+
+
 # strict=False: models put raw newlines inside JSON strings (file contents, glaive arguments).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, strict=False)
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_finite_float, strict=False
+)
 _WS = re.compile(r"\s*")
 _END_OF_TEXT = "<|endoftext|>"
 _OPENERS = re.compile(r"<tool_call>|<TOOLCALL>|<functioncall>|```")
@@ -380,8 +389,6 @@ def _python_literal(region: str) -> Any | None:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 

@@ -243,6 +243,10 @@ def test_functioncall_quirks(text: str, call: TextToolCall) -> None:
             "functioncall_arguments_not_json",
         ),
         (
+            '<functioncall> {"name": "calc", "arguments": {"x": 1e999}} <|endoftext|>',
+            "functioncall_arguments_not_json",
+        ),
+        (
             '<functioncall> {"name": "calc", "arguments": \'<arguments here>\'} <|endoftext|>',
             "functioncall_arguments_not_json",
         ),
