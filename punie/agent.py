@@ -240,3 +240,24 @@ def code_tools(*, retries: int = 2) -> list[Tool[ToolDeps]]:
             ("write_file", _write_file),
         )
     ]
+
+
+def code_tool_schemas() -> list[dict[str, Any]]:
+    """The code tools as OpenAI function schemas, exactly as the agent offers them.
+
+    Training data uses these so the model learns the very tools it will be given.
+    """
+    schemas = []
+    for tool in code_tools():
+        definition = tool.tool_def
+        schemas.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": definition.name,
+                    "description": definition.description or "",
+                    "parameters": definition.parameters_json_schema,
+                },
+            }
+        )
+    return schemas
