@@ -250,7 +250,12 @@ def tool_schema(spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(parameters, dict):
         raise RowRejected("bad_tool_schema", f"{name}: parameters is not an object")
     parameters = dict(parameters)
-    if parameters and "properties" not in parameters and "type" not in parameters:
+    # xLAM writes a bare property map, which may itself have a property named "type".
+    if (
+        parameters
+        and "properties" not in parameters
+        and not isinstance(parameters.get("type"), str)
+    ):
         properties, required = {}, []
         for key, prop in parameters.items():
             prop = dict(prop) if isinstance(prop, dict) else {"description": str(prop)}
