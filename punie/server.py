@@ -22,10 +22,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -54,7 +55,13 @@ class RunningServer:
     adapter: Path | None
     pid: int
     blas: BlasChoice
-    log_path: Path
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return int(httpx.URL(self.base_url).port or 80)
 
 
 @contextmanager
@@ -145,9 +152,66 @@ def serve_model(
             pid=process.pid,
             blas=blas,
             log_path=log_path,
+            process=process,
         )
     finally:
         stop_process_group(process)
+
+
+def serve_until_interrupted(
+    model: str | Path,
+    *,
+    adapter: Path | None = None,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    fast_blas: bool = True,
+    startup_timeout_s: float = 180.0,
+    on_ready: Callable[[RunningServer], None] | None = None,
+) -> None:
+    """Serve until Ctrl-C (SIGINT) or SIGTERM, then stop the server's process group and return.
+
+    `on_ready` gets the running server once it answers (the CLI prints its URL). A server that
+    exits on its own raises ServerError with its last log lines.
+    """
+    try:
+        with (
+            _sigterm_as_interrupt(),
+            serve_model(
+                model,
+                adapter=adapter,
+                port=port,
+                host=host,
+                fast_blas=fast_blas,
+                startup_timeout_s=startup_timeout_s,
+            ) as server,
+        ):
+            if on_ready is not None:
+                on_ready(server)
+            assert server.process is not None and server.log_path is not None
+            code = server.process.wait()
+            raise _startup_error(
+                f"stopped on its own (exit code {code})", server.model, server.port, server.log_path
+            )
+    except KeyboardInterrupt:
+        # The context manager has already stopped the server's process group.
+        log.info("server_interrupted")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while serving, so `kill` also stops the server's group."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = _STOP_GRACE_S) -> None:

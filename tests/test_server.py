@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -204,3 +209,58 @@ def test_adapter_folder_without_config_is_refused(tmp_path: Path) -> None:
         serve_model(tmp_path, adapter=tmp_path),
     ):
         pass
+
+
+def _read_until(stream: IO[bytes], marker: str, timeout_s: float) -> str:
+    """A child's output up to the line holding `marker`, read unbuffered with a deadline."""
+    text = ""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=deadline - time.monotonic()):
+                break
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            text += chunk.decode(errors="replace")
+            if marker in text and text.endswith("\n"):
+                return text
+    raise AssertionError(f"no {marker!r} in the output:\n{text}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_punie_serve_stays_up_until_interrupted(stop_signal: signal.Signals) -> None:
+    punie = Path(sys.executable).with_name("punie")
+    # Its own session, so the test can signal it like a terminal would (the whole foreground
+    # group), while the server lives in a session of its own.
+    cli = subprocess.Popen(
+        [str(punie), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=0,
+        start_new_session=True,
+    )
+    try:
+        assert cli.stdout is not None
+        shown = _read_until(cli.stdout, "server log:", timeout_s=180)
+        fields = dict(line.split(":", 1) for line in shown.splitlines() if ":" in line)
+        base_url = fields["base URL"].strip()
+        server_pid = int(fields["server pid"].strip())
+        assert fields["request model"].strip() == "default_model"
+        reply = httpx.post(
+            f"{base_url}/chat/completions",
+            json={"model": "default_model", "messages": QUESTION, "max_tokens": 8},
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        assert _group_alive(server_pid)
+        os.killpg(cli.pid, stop_signal)
+        assert cli.wait(timeout=60) == 0
+        assert "Server stopped." in cli.stdout.read().decode()
+        assert not _group_alive(server_pid)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
