@@ -89,3 +89,24 @@ def run_command(
         highlight=False,
     )
     raise typer.Exit(0 if outcome.status is RunStatus.ANSWERED else 1)
+
+
+@app.command("traces")
+def traces_command(
+    path: Path | None = typer.Argument(None, help="Traces file (default: the user's one)."),
+    last: int = typer.Option(20, "--last", help="How many of the newest runs to list."),
+) -> None:
+    """List traced runs with their status and tool calls."""
+    from rich.table import Table
+
+    from punie.tracker import read_traces
+
+    path = path or default_trace_path()
+    outcomes = list(read_traces(path))[-last:]
+    table = Table(title=f"{path} ({len(outcomes)} runs shown)")
+    for column in ("run", "status", "question", "tool calls", "answer"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        calls = ", ".join(c.name for c in o.tool_calls)
+        table.add_row(o.run_id, o.status.value, o.question[:60], calls, (o.output or "")[:60])
+    console.print(table)
