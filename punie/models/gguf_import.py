@@ -19,6 +19,7 @@ import structlog
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.gguf_reader import ReaderTensor
 from gguf.quants import dequantize
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from punie.errors import ModelImportError
@@ -213,14 +214,20 @@ def _hf_name(source: Path, gguf_name: str) -> str:
     )
 
 
-def _dequantized(source: Path, tensor: ReaderTensor) -> np.ndarray:
-    if tensor.tensor_type not in SUPPORTED_QUANTIZATIONS:
-        supported = ", ".join(sorted(q.name for q in SUPPORTED_QUANTIZATIONS))
-        raise ModelImportError(
-            f"{source}: tensor {tensor.name!r} uses quantization {tensor.tensor_type.name}, which "
-            f"Punie cannot dequantize; supported: {supported}. Use a GGUF with one of those "
-            "(e.g. Q4_K_M or Q8_0)."
-        )
+def _check_tensors(reader: GGUFReader, source: Path) -> None:
+    """Fail before writing anything on a tensor Punie cannot name or dequantize."""
+    for tensor in reader.tensors:
+        _hf_name(source, tensor.name)
+        if tensor.tensor_type not in SUPPORTED_QUANTIZATIONS:
+            supported = ", ".join(sorted(q.name for q in SUPPORTED_QUANTIZATIONS))
+            raise ModelImportError(
+                f"{source}: tensor {tensor.name!r} uses quantization {tensor.tensor_type.name}, "
+                f"which Punie cannot dequantize; supported: {supported}. Use a GGUF with one of "
+                "those (e.g. Q4_K_M or Q8_0)."
+            )
+
+
+def _dequantized(tensor: ReaderTensor) -> np.ndarray:
     values = dequantize(tensor.data, tensor.tensor_type)
     # GGUF shapes list the fastest axis first; numpy wants it last.
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
@@ -232,11 +239,12 @@ def _convert_weights(
 ) -> dict[str, mx.array]:
     weights: dict[str, mx.array] = {}
     columns = (TextColumn("importing {task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True, disable=not progress) as bar:
+    console = Console(stderr=True)  # stdout stays for results (the CLI prints the folder)
+    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
         task = bar.add_task(source.name, total=len(reader.tensors))
         for tensor in reader.tensors:
             name = _hf_name(source, tensor.name)
-            values = _dequantized(source, tensor)
+            values = _dequantized(tensor)
             if config.model_type == "llama" and ".self_attn.q_proj." in name:
                 values = unpermute_rotary(values, config.num_attention_heads)
             elif config.model_type == "llama" and ".self_attn.k_proj." in name:
@@ -291,6 +299,7 @@ def import_gguf(
             f"{gguf_path}: the GGUF file has no chat template ('tokenizer.chat_template'); "
             "pass one (punie.models.chat_template.TOOLS_CHAT_TEMPLATE fits ChatML models)."
         )
+    _check_tensors(reader, gguf_path)
     log.info("gguf_import_start", source=str(gguf_path), arch=config.model_type, out=str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     # The tokenizer first: it fails fast on an unsupported tokenizer, before minutes of weights.

