@@ -1,0 +1,192 @@
+"""The eval report: targets side by side in one Markdown table, with JSON, a PNG chart and the
+results JSONL (one row per run) beside it.
+
+The results JSONL is a contract: the verified harvest keeps the traced runs whose `run_id` has
+`"passed": true` there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from pydantic import BaseModel, Field
+
+from punie.evaluation.metrics import Metrics, RunScore, metrics_by_category
+
+log = structlog.get_logger(__name__)
+
+# (attribute, heading, kind): kind "rate" prints as a percentage, "mean" with one decimal.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("termination_rate", "terminated", "rate"),
+    ("loop_rate", "loop", "rate"),
+    ("degenerate_rate", "degenerate", "rate"),
+    ("tool_selection_accuracy", "tool selection", "rate"),
+    ("argument_accuracy", "arguments", "rate"),
+    ("answer_accuracy", "answer", "rate"),
+    ("pass_rate", "passed", "rate"),
+    ("clean_stop_rate", "clean stop", "rate"),
+    ("turns_per_task", "turns/task", "mean"),
+    ("output_tokens_per_task", "out tokens/task", "mean"),
+    ("tokens_after_end_per_task", "tokens after end/task", "mean"),
+)
+CHART_COLUMNS = (
+    "termination_rate",
+    "tool_selection_accuracy",
+    "argument_accuracy",
+    "answer_accuracy",
+    "clean_stop_rate",
+    "loop_rate",
+)
+
+
+class TargetInfo(BaseModel):
+    """What one label of the report ran: model, adapter, wire settings, tokenizer, traces."""
+
+    label: str
+    model: str
+    adapter: str | None = None
+    base_url: str | None = None
+    stop_sequences: list[str] = Field(default_factory=list)
+    client_cut: bool = True
+    tokenizer: str
+    traces: str
+
+
+class EvalReport(BaseModel):
+    """Metrics per label and category, and where the report's files are."""
+
+    targets: list[TargetInfo]
+    metrics: dict[str, dict[str, Metrics]]
+    """label -> category (and "overall") -> metrics."""
+    no_stop: bool = False
+    concurrency: int = 1
+    markdown_path: str | None = None
+    json_path: str | None = None
+    chart_path: str | None = None
+    results_path: str | None = None
+
+    def overall(self, label: str) -> Metrics:
+        return self.metrics[label]["overall"]
+
+
+def build_report(
+    targets: Sequence[TargetInfo],
+    scores: Sequence[RunScore],
+    *,
+    no_stop: bool = False,
+    concurrency: int = 1,
+) -> EvalReport:
+    """Aggregate scored runs into per-label, per-category metrics."""
+    metrics = {
+        t.label: metrics_by_category([s for s in scores if s.label == t.label]) for t in targets
+    }
+    return EvalReport(
+        targets=list(targets), metrics=metrics, no_stop=no_stop, concurrency=concurrency
+    )
+
+
+def _cell(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:.0f}%" if kind == "rate" else f"{value:.1f}"
+
+
+def markdown_table(report: EvalReport) -> str:
+    """The report as Markdown: overall metrics with labels side by side, then per category."""
+    labels = [t.label for t in report.targets]
+    lines = ["## Overall", "", "| metric | " + " | ".join(labels) + " |"]
+    lines.append("|---|" + "---:|" * len(labels))
+    for attribute, heading, kind in COLUMNS:
+        cells = [_cell(getattr(report.overall(label), attribute), kind) for label in labels]
+        lines.append(f"| {heading} | " + " | ".join(cells) + " |")
+    runs = [str(report.overall(label).runs) for label in labels]
+    lines.append("| runs | " + " | ".join(runs) + " |")
+
+    lines += ["", "## Per category", ""]
+    lines.append("| category | label | runs | " + " | ".join(h for _, h, _ in COLUMNS) + " |")
+    lines.append("|---|---|---:|" + "---:|" * len(COLUMNS))
+    categories = list(dict.fromkeys(c for label in labels for c in report.metrics[label]))
+    categories = [c for c in categories if c != "overall"] + ["overall"]
+    for category in categories:
+        for label in labels:
+            m = report.metrics[label].get(category)
+            if m is None:
+                continue
+            cells = [_cell(getattr(m, attribute), kind) for attribute, _, kind in COLUMNS]
+            lines.append(f"| {category} | {label} | {m.runs} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Targets", ""]
+    for t in report.targets:
+        stop = ", ".join(repr(s) for s in t.stop_sequences) or "none"
+        adapter = f" + adapter {t.adapter}" if t.adapter else ""
+        lines.append(
+            f"- **{t.label}**: {t.model}{adapter}; stop sequences {stop}; client cut "
+            f"{'on' if t.client_cut else 'off'}; tokens counted with {t.tokenizer}; "
+            f"traces {t.traces}"
+        )
+    lines.append("")
+    lines.append(
+        "Tokens after end: tokens generated after a reply's first end-of-turn marker, summed "
+        "over the run's replies (0 when the server stopped at the marker). Clean stop: ended "
+        "`answered` with none."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(report: EvalReport, path: Path) -> Path:
+    """A grouped bar chart of the main rates, one bar per label (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [t.label for t in report.targets]
+    headings = {a: h for a, h, _ in COLUMNS}
+    x = np.arange(len(CHART_COLUMNS))
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, label in enumerate(labels):
+        overall = report.overall(label)
+        values = [(getattr(overall, a) or 0.0) * 100 for a in CHART_COLUMNS]
+        ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(x, [headings[a] for a in CHART_COLUMNS])
+    ax.set_ylabel("% of tasks")
+    ax.set_ylim(0, 100)
+    ax.set_title("Punie eval" + (" (no stop sequences, no client cut)" if report.no_stop else ""))
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(report: EvalReport, scores: Sequence[RunScore], out_dir: Path) -> EvalReport:
+    """Write report.md, report.json, report.png and results.jsonl into `out_dir`."""
+    out_dir = Path(out_dir)
+    paths = {
+        "markdown_path": out_dir / "report.md",
+        "json_path": out_dir / "report.json",
+        "chart_path": out_dir / "report.png",
+        "results_path": out_dir / "results.jsonl",
+    }
+    report = report.model_copy(update={k: str(v) for k, v in paths.items()})
+    _write_text(paths["markdown_path"], markdown_table(report))
+    _write_text(paths["json_path"], report.model_dump_json(indent=2) + "\n")
+    _write_text(paths["results_path"], "".join(s.model_dump_json() + "\n" for s in scores))
+    write_chart(report, paths["chart_path"])
+    log.info("eval_report_written", out_dir=str(out_dir), runs=len(scores))
+    return report
