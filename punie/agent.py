@@ -48,6 +48,8 @@ class AgentSettings:
     cut_replies: bool = True
     """False turns off the client-side cut at end-of-turn markers."""
     recover_text_calls: bool = True
+    logit_bias: dict[str, int] | None = None
+    """Token id -> bias, sent as is (e.g. to suppress end-of-turn tokens in a test)."""
     tool_retries: int = 2
     request_timeout_s: float = 300.0
     system_prompt: str = SYSTEM_PROMPT
@@ -76,6 +78,8 @@ def model_settings(profile: ModelProfile, settings: AgentSettings) -> ModelSetti
     )
     if settings.send_stop:
         result["stop_sequences"] = list(profile.stop_sequences)
+    if settings.logit_bias:
+        result["logit_bias"] = dict(settings.logit_bias)
     return result
 
 

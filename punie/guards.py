@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from pydantic_ai import UsageLimits
 
 
@@ -86,29 +86,47 @@ _MIN_DEGENERATE_CHARS = 48
 
 
 def find_degenerate_repeat(
-    text: str, *, max_unit: int = 24, min_repeats: int = 8, min_share: float = 0.5
+    text: str,
+    *,
+    short_unit: int = 24,
+    long_unit: int = 400,
+    min_short_repeats: int = 8,
+    min_long_repeats: int = 3,
+    min_share: float = 0.5,
 ) -> str | None:
-    """Return a short unit that repeats back to back and fills much of the text, else None.
+    """Return a unit that repeats back to back and fills much of the text, else None.
 
-    Catches `!<|im_end|>!<|im_end|>...`, `the the the ...` and `\\n\\n\\n...` tails: a unit of
-    at most `max_unit` characters repeated at least `min_repeats` times in a row, covering at
-    least `min_share` of the text or at least 200 characters of it.
+    Catches `!<|im_end|>!<|im_end|>...` and `the the the ...` (a unit of up to `short_unit`
+    characters, at least `min_short_repeats` times in a row) and a sentence or paragraph said
+    over and over (up to `long_unit` characters, at least `min_long_repeats` times), when the
+    repetition covers at least `min_share` of the text or 200 characters of it.
     """
-    if len(text) < _MIN_DEGENERATE_CHARS:
+    n = len(text)
+    if n < _MIN_DEGENERATE_CHARS:
         return None
-    best: tuple[int, str] | None = None
-    for size in range(1, max_unit + 1):
-        pattern = re.compile(rf"(.{{{size}}})\1{{{min_repeats - 1},}}", re.DOTALL)
-        for match in pattern.finditer(text):
-            unit = match.group(1)
-            if len(set(unit)) == 1 and size > 1:
-                continue  # already found as the one-character unit
-            covered = match.end() - match.start()
-            if best is None or covered > best[0]:
-                best = (covered, unit)
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    need = min(200, min_share * n)
+    best: tuple[int, int, int] | None = None  # (covered, start, period)
+    for period in range(1, min(long_unit, n // 2) + 1):
+        same = codes[:-period] == codes[period:]
+        start, run = _longest_true_run(same)
+        covered = run + period
+        repeats = covered / period
+        enough = min_short_repeats if period <= short_unit else min_long_repeats
+        if repeats >= enough and covered >= need and (best is None or covered > best[0]):
+            best = (covered, start, period)
     if best is None:
         return None
-    covered, unit = best
-    if covered >= 200 or covered >= min_share * len(text):
-        return unit
-    return None
+    _, start, period = best
+    return text[start : start + period]
+
+
+def _longest_true_run(flags: np.ndarray) -> tuple[int, int]:
+    """Start and length of the longest run of True in a boolean array."""
+    if not flags.any():
+        return 0, 0
+    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest] - starts[longest])

@@ -15,7 +15,12 @@ import anyio
 import platformdirs
 import structlog
 from pydantic_ai import Agent
-from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior, UsageLimitExceeded
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    OutputTokenLimitExceeded,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -98,6 +103,8 @@ async def run_agent(
     except TimeoutError:
         status = RunStatus.BUDGET_EXHAUSTED
         reason = f"wall-clock budget of {budgets.max_seconds:g} s spent"
+    except OutputTokenLimitExceeded as exc:
+        status, reason = RunStatus.BUDGET_EXHAUSTED, f"reply hit its token limit: {exc.message}"
     except ModelAPIError as exc:
         status, reason = RunStatus.MODEL_ERROR, _model_error_line(exc, target)
     except UnexpectedModelBehavior as exc:
@@ -158,6 +165,11 @@ def _inspect_response(
     tracker.record_exchange(exchange)
     if hooks.on_response is not None:
         hooks.on_response(exchange)
+    if response.finish_reason == "length" and not calls and not exchange.cut_at_marker:
+        raise GuardTripped(
+            RunStatus.BUDGET_EXHAUSTED,
+            f"reply hit its token limit ({exchange.output_tokens} tokens) before its turn ended",
+        )
     unit = find_degenerate_repeat(text)
     if unit is not None:
         raise GuardTripped(RunStatus.DEGENERATE_OUTPUT, f"output repeats {unit!r} over and over")

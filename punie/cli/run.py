@@ -10,6 +10,7 @@ from rich.panel import Panel
 
 from punie.agent import AgentSettings
 from punie.cli import app
+from punie.errors import ConfigError
 from punie.guards import Budgets, RunStatus
 from punie.runner import RunHooks, default_trace_path, run_question
 from punie.tracker import ModelExchange, ToolCallRecord
@@ -33,6 +34,16 @@ def _show_response(exchange: ModelExchange) -> None:
         console.print(exchange.text.strip(), style="italic", markup=False, highlight=False)
 
 
+def _parse_logit_bias(items: list[str]) -> dict[str, int] | None:
+    bias: dict[str, int] = {}
+    for item in items:
+        token, _, value = item.partition("=")
+        if not token.strip().isdigit() or not value.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--logit-bias {item!r}: expected TOKEN_ID=BIAS, such as 2=-100")
+        bias[token.strip()] = int(value)
+    return bias or None
+
+
 @app.command("run")
 def run_command(
     question: str = typer.Argument(..., help="What to ask about the repository."),
@@ -54,12 +65,20 @@ def run_command(
         False, "--no-stop", help="Send no stop sequences and do not cut replies (to reproduce)."
     ),
     trace: Path | None = typer.Option(None, "--trace", help="Traces JSONL file to append to."),
+    logit_bias: list[str] | None = typer.Option(
+        None, "--logit-bias", help="TOKEN_ID=BIAS sent with every request (repeatable)."
+    ),
 ) -> None:
     """Ask a question about a repository; prints tool calls as they happen, then the answer.
 
     Exit code 0 only when the run ended `answered`.
     """
-    settings = AgentSettings(max_tokens=max_tokens, send_stop=not no_stop, cut_replies=not no_stop)
+    settings = AgentSettings(
+        max_tokens=max_tokens,
+        send_stop=not no_stop,
+        cut_replies=not no_stop,
+        logit_bias=_parse_logit_bias(logit_bias or []),
+    )
     budgets = Budgets(max_requests=max_requests, max_seconds=max_seconds)
     hooks = RunHooks(on_response=_show_response, on_tool_call=_show_tool_call)
     trace = trace or default_trace_path()
