@@ -14,6 +14,7 @@ from punie.models.blas import (
     MKL_NAME,
     OPENBLAS_NAME,
     REFERENCE_NAME,
+    BlasChoice,
     child_env,
     choose_blas,
     mkl_candidates,
@@ -104,10 +105,13 @@ def test_child_env_merges_preload_and_keeps_user_settings(tmp_path: Path) -> Non
     lib = tmp_path / "libmkl_rt.so.3"
     lib.write_bytes(b"\x7fELF")
     choice = choose_blas(openblas_paths=[], mkl_paths=[lib], platform="linux")
-    base = {"PATH": "/bin", "LD_PRELOAD": "/opt/other.so", "KMP_BLOCKTIME": "50"}
+    assert choice.env == {"LD_PRELOAD": str(lib)}
+    base = {"PATH": "/bin", "LD_PRELOAD": "/opt/other.so", "MKL_NUM_THREADS": "1"}
     env = child_env(choice, base)
     assert env["LD_PRELOAD"] == f"{lib} /opt/other.so"
-    assert env["KMP_BLOCKTIME"] == "50"
+    threads = BlasChoice(choice.name, lib, {**choice.env, "MKL_NUM_THREADS": "2"})
+    assert child_env(threads, base)["MKL_NUM_THREADS"] == "1"  # the user's setting wins
+    assert child_env(threads, {"PATH": "/bin"})["MKL_NUM_THREADS"] == "2"
     assert env["PATH"] == "/bin"
     assert base["LD_PRELOAD"] == "/opt/other.so"
     # Applying it twice does not stack the library.
