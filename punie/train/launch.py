@@ -1,0 +1,82 @@
+"""`train()`: check a configuration, then run mlx-lm training where the fast BLAS is loaded.
+
+MLX binds its BLAS when it loads, so a process that has not preloaded OpenBLAS/MKL trains in a
+child (`python -m punie.train.worker`) started with the BLAS environment; the child's errors come
+back as the same PunieError with the same one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from punie import errors
+from punie.errors import PunieError
+from punie.models.blas import BlasChoice, child_env, choose_blas
+from punie.train.config import TrainConfig, make_config, resolve
+from punie.train.result import TrainResult
+
+log = structlog.get_logger(__name__)
+
+
+def blas_loaded(choice: BlasChoice, maps: Path = Path("/proc/self/maps")) -> bool:
+    """Whether this process already has ``choice``'s library mapped (so MLX uses it)."""
+    if choice.library is None:
+        return True
+    try:
+        mapped = maps.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return str(choice.library.resolve()) in mapped or str(choice.library) in mapped
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train an adapter as ``config`` says; returns where it is and how the loss ended.
+
+    The configuration is checked first (splits, model folder, layer count; then every row renders
+    and masks) so a bad one fails before any step. Runs in this process when the chosen BLAS is
+    already loaded (or there is none to load), else in a BLAS-preloaded child process.
+    """
+    run = resolve(config)
+    choice = choose_blas(enabled=config.fast_blas)
+    if blas_loaded(choice):
+        from punie.train.trainer import run_training
+
+        return run_training(run, progress=progress, blas=choice.name)
+    return _train_in_child(config, progress=progress, choice=choice)
+
+
+def _train_in_child(config: TrainConfig, *, progress: bool, choice: BlasChoice) -> TrainResult:
+    with tempfile.TemporaryDirectory(prefix="punie-train-") as tmp:
+        request = Path(tmp) / "request.json"
+        response = Path(tmp) / "response.json"
+        request.write_text(
+            json.dumps(
+                {"config": config.to_dict(), "progress": progress, "response": str(response)}
+            ),
+            encoding="utf-8",
+        )
+        command = [sys.executable, "-m", "punie.train.worker", str(request)]
+        log.info("train_child_start", blas=choice.name, library=str(choice.library))
+        # The child inherits stdout/stderr so its progress bar draws on this terminal.
+        completed = subprocess.run(command, env=child_env(choice), check=False)
+        if not response.is_file():
+            raise errors.PunieError(
+                f"training process exited with status {completed.returncode} before reporting; "
+                "see its output above"
+            )
+        body = json.loads(response.read_text(encoding="utf-8"))
+    if "error" in body:
+        kind = getattr(errors, body["error"]["type"], PunieError)
+        raise kind(body["error"]["message"])
+    return TrainResult.from_json(body["result"])
+
+
+def train_from_dict(values: dict, *, progress: bool = True) -> TrainResult:
+    """`train()` on a plain mapping of mlx-lm lora keys (for notebooks and the worker)."""
+    return train(make_config(values), progress=progress)

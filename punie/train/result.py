@@ -1,0 +1,41 @@
+"""What a training run hands back: where the adapter is, how the loss ended, what it cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of `train()`; also written to `<adapter dir>/train_result.json`."""
+
+    adapter_dir: Path
+    recipe: str
+    steps: int
+    resumed_from: int
+    final_train_loss: float | None
+    final_valid_loss: float | None
+    trained_tokens: int
+    processed_tokens: int
+    seconds: float
+    loss_jsonl: Path
+    curve_png: Path | None
+    blas: str
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able fields (paths as strings)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainResult:
+        """The inverse of `to_json`."""
+        values = dict(data)
+        for key in ("adapter_dir", "loss_jsonl", "curve_png"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
