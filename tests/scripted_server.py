@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible chat server for harness tests: real HTTP, scripted model turns.
 
-It records every JSON body it receives, so tests can check what went over the wire.
+It records every JSON body it receives, so tests can check what went over the wire; a `Forward`
+reply makes it a recording proxy in front of a real server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -46,12 +49,20 @@ class RawReply:
 
 
 @dataclass
+class Forward:
+    """Pass the request on to a real server and send back its answer as is."""
+
+    upstream: str  # base URL, e.g. http://127.0.0.1:PORT/v1
+
+
+@dataclass
 class ScriptedServer:
     """Serves the scripted replies in order (the last one repeats); records request bodies."""
 
-    replies: list[Reply | RawReply]
+    replies: list[Reply | RawReply | Forward]
     delay_s: float = 0.0
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         server = self
@@ -68,6 +79,13 @@ class ScriptedServer:
                 reply = server.replies[index]
                 if server.delay_s:
                     time.sleep(server.delay_s)
+                if isinstance(reply, Forward):
+                    answer = httpx.post(
+                        f"{reply.upstream}/chat/completions", json=body, timeout=600
+                    )
+                    server.answers.append(answer.json())
+                    self._send(answer.status_code, answer.content)
+                    return
                 if isinstance(reply, RawReply):
                     self._send(reply.status, reply.body, reply.content_type)
                     return
