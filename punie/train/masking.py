@@ -62,8 +62,10 @@ def end_of_turn_ids(tokenizer: ChatTokenizer, markers: Iterable[str] = ()) -> fr
         unk = getattr(tokenizer, "unk_token_id", None)
         if isinstance(token_id, int) and token_id != unk:
             ids.add(token_id)
-    extra = getattr(tokenizer, "eos_token_ids", None)  # mlx-lm's TokenizerWrapper
-    if extra:
+    extra = getattr(tokenizer, "eos_token_ids", None)  # mlx-lm's TokenizerWrapper: a set
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
         ids.update(int(i) for i in extra)
     return frozenset(ids)
 

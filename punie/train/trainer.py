@@ -25,7 +25,8 @@ from mlx_lm.tuner.callbacks import TrainingCallback
 from mlx_lm.tuner.trainer import TrainingArgs, evaluate
 from mlx_lm.tuner.trainer import train as mlx_train
 from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
-from mlx_lm.utils import load, save_config
+from mlx_lm.utils import _download, load_model, load_tokenizer, save_config
+from mlx_lm.utils import load_config as mlx_load_config
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -255,14 +256,36 @@ def _resume_step(adapter_dir: Path, digest: str, resume: bool) -> int:
     return int(state["step"])
 
 
-def _load_model(model_path: str) -> tuple[nn.Module, Any]:
+def _model_path(model: str) -> Path:
     try:
-        return load(model_path)
-    except Exception as exc:  # mlx-lm raises bare exceptions for unloadable folders
+        return _download(model)
+    except Exception as exc:  # huggingface_hub raises many kinds for a missing or offline id
         raise ModelImportError(
-            f"key 'model': mlx-lm cannot load {model_path} ({type(exc).__name__}: {exc}); "
-            "point it at an mlx-lm model folder or a Hugging Face id in your cache"
+            f"key 'model': {model} is neither a local folder nor a Hugging Face id in your "
+            f"cache ({type(exc).__name__}); point it at an mlx-lm model folder"
         ) from exc
+
+
+def _load_tokenizer(model_path: Path) -> Any:
+    try:
+        eos = mlx_load_config(model_path).get("eos_token_id")
+        return load_tokenizer(model_path, eos_token_ids=eos)
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(
+            f"key 'model': cannot load the tokenizer of {model_path} ({exc}); "
+            "point it at an mlx-lm model folder"
+        ) from exc
+
+
+def _load_model(model_path: Path) -> nn.Module:
+    try:
+        model, _ = load_model(model_path)
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(
+            f"key 'model': mlx-lm cannot load {model_path} ({exc}); "
+            "point it at an mlx-lm model folder"
+        ) from exc
+    return model
 
 
 def _end_of_turn_markers(model_path: str) -> tuple[str, ...]:
@@ -342,8 +365,10 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
     digest = prints["digest"]
     start_step = _resume_step(adapter_dir, digest, config.resume)
 
-    model, tokenizer = _load_model(run.model)
-    splits = load_splits(run, tokenizer, progress=progress)
+    # The tokenizer alone renders every row, so a bad row fails before the model loads.
+    model_path = _model_path(run.model)
+    splits = load_splits(run, _load_tokenizer(model_path), progress=progress)
+    model = _load_model(model_path)
     train_set = MaskedDataset(splits["train"].examples)
     valid_set = MaskedDataset(splits["valid"].examples)
     for name, dataset in (("train", train_set), ("valid", valid_set)):
