@@ -1,0 +1,304 @@
+"""The trace harvester: the agent's own answered runs, cleaned, as training Conversations.
+
+Only runs that ended `answered` are kept (optionally only those an eval marked passed); runs with
+placeholder tool results are dropped, duplicates removed, secrets redacted and long tool results
+capped exactly as the runtime caps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from pydantic_ai.messages import (
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from rich.table import Table
+
+from punie.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.data.records import Conversation, Message, Meta, ToolCall, write_conversations
+from punie.data.redact import Redactor
+from punie.errors import DataError
+from punie.tools import DEFAULT_OUTPUT_LIMIT, cap_output
+from punie.tracker import RunOutcome, read_traces
+
+log = structlog.get_logger(__name__)
+
+#: Tool results that stand in for a real result: a run holding one teaches nothing true.
+_PLACEHOLDER = re.compile(
+    r"^\s*\[?\s*(tool (execution|call) (completed|succeeded|done|finished)|no output|"
+    r"placeholder|result omitted|\.\.\.)\s*\]?\.?\s*$",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder_result(content: str) -> bool:
+    """Whether a tool result is empty or a stand-in such as `[Tool execution completed]`."""
+    return not content.strip() or bool(_PLACEHOLDER.match(content))
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class HarvestReport:
+    """Runs read, kept, and dropped per reason; secrets redacted; results truncated."""
+
+    traces: list[str]
+    runs_read: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    redacted: Counter[str] = field(default_factory=Counter)
+    truncated_results: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "traces": self.traces,
+            "runs_read": self.runs_read,
+            "kept": self.kept,
+            "dropped": dict(self.dropped.most_common()),
+            "redacted": dict(self.redacted.most_common()),
+            "truncated_results": self.truncated_results,
+        }
+
+    def table(self) -> Table:
+        table = Table(title="harvest: " + ", ".join(self.traces))
+        table.add_column("what")
+        table.add_column("runs", justify="right")
+        table.add_row("runs read", str(self.runs_read))
+        for reason, count in self.dropped.most_common():
+            table.add_row(f"[yellow]dropped: {reason}[/yellow]", str(count))
+        table.add_row("[bold]kept[/bold]", str(self.kept))
+        for kind, count in self.redacted.most_common():
+            table.add_row(f"[dim]secrets redacted: {kind}[/dim]", str(count))
+        table.add_row("[dim]tool results truncated[/dim]", str(self.truncated_results))
+        return table
+
+
+def read_verified(path: Path) -> set[str]:
+    """The run ids an eval results file marks as passed (rows need `run_id` and `passed`)."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open eval results ({exc.strerror})") from exc
+    status: dict[str, bool] = {}
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("run_id"), str)
+                or not isinstance(row.get("passed"), bool)
+            ):
+                raise DataError(
+                    f"{path}:{number}: an eval result row needs a string 'run_id' and a boolean "
+                    "'passed'; pass the results file `punie eval` wrote"
+                )
+            status[row["run_id"]] = row["passed"]
+    return {run_id for run_id, passed in status.items() if passed}
+
+
+@dataclass
+class _Converter:
+    redactor: Redactor
+    output_limit: int
+    truncated: int = 0
+
+    def tool_result(self, content: str) -> str:
+        capped = cap_output(content, self.output_limit)
+        if capped != content:
+            self.truncated += 1
+        return self.redactor.text(capped)
+
+    def conversation(self, outcome: RunOutcome) -> Conversation:
+        try:
+            history = ModelMessagesTypeAdapter.validate_python(outcome.transcript)
+        except ValidationError as exc:
+            raise _Dropped("unreadable_transcript") from exc
+        messages: list[Message] = []
+        system = next(
+            (m.instructions for m in history if isinstance(m, ModelRequest) and m.instructions),
+            None,
+        )
+        messages.append(Message(role="system", content=system or SYSTEM_PROMPT))
+        for entry in history:
+            if isinstance(entry, ModelRequest):
+                for part in entry.parts:
+                    messages += self._request_part(part)
+            elif isinstance(entry, ModelResponse):
+                text = "".join(p.content for p in entry.parts if isinstance(p, TextPart)).strip()
+                calls = [
+                    ToolCall(
+                        id=p.tool_call_id,
+                        name=p.tool_name,
+                        arguments=self.redactor.value(p.args_as_dict()),
+                    )
+                    for p in entry.parts
+                    if isinstance(p, ToolCallPart)
+                ]
+                if text or calls:
+                    messages.append(
+                        Message(
+                            role="assistant", content=self.redactor.text(text), tool_calls=calls
+                        )
+                    )
+        if messages[-1].role != "assistant" or messages[-1].tool_calls:
+            raise _Dropped("no_final_answer")
+        try:
+            return Conversation(
+                messages=messages,
+                tools=code_tool_schemas(),
+                meta=Meta(
+                    source="harvested",
+                    license="own runs",
+                    row_id=outcome.run_id,
+                    repository=Path(outcome.repo).name,
+                    kind="tool_call" if outcome.tool_calls else "direct_answer",
+                    model=outcome.model,
+                ),
+            )
+        except ValidationError as exc:
+            raise _Dropped("invalid_record") from exc
+
+    def _request_part(self, part: Any) -> list[Message]:
+        if isinstance(part, SystemPromptPart):
+            return []  # the system message is rebuilt once, first
+        if isinstance(part, UserPromptPart):
+            content = part.content if isinstance(part.content, str) else str(part.content)
+            return [Message(role="user", content=self.redactor.text(content))]
+        if isinstance(part, ToolReturnPart):
+            content = part.model_response_str()
+            if is_placeholder_result(content):
+                raise _Dropped("placeholder_result")
+            return [
+                Message(
+                    role="tool",
+                    content=self.tool_result(content),
+                    tool_call_id=part.tool_call_id,
+                    name=part.tool_name,
+                )
+            ]
+        if isinstance(part, RetryPromptPart):
+            content = self.redactor.text(part.model_response())
+            if part.tool_name is None:
+                return [Message(role="user", content=content)]
+            return [
+                Message(
+                    role="tool",
+                    content=content,
+                    tool_call_id=part.tool_call_id,
+                    name=part.tool_name,
+                )
+            ]
+        return []
+
+
+def _dedupe_key(conversation: Conversation) -> str:
+    question = next(m.content for m in conversation.messages if m.role == "user")
+    calls = [
+        [c.name, json.dumps(c.arguments, sort_keys=True)]
+        for m in conversation.messages
+        for c in m.tool_calls
+    ]
+    answer = conversation.messages[-1].content
+    blob = json.dumps([question.strip(), calls, answer.strip()])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def harvest_outcomes(
+    outcomes: Iterable[RunOutcome],
+    report: HarvestReport,
+    *,
+    verified: set[str] | None = None,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    on_run: Callable[[], None] | None = None,
+) -> Iterator[Conversation]:
+    """The conversations worth training on among `outcomes`, counting every drop in `report`."""
+    redactor = Redactor(counts=report.redacted)
+    seen: set[str] = set()
+    for outcome in outcomes:
+        report.runs_read += 1
+        if on_run is not None:
+            on_run()
+        try:
+            if not outcome.answered:
+                raise _Dropped(f"status_{outcome.status.value}")
+            if verified is not None and outcome.run_id not in verified:
+                raise _Dropped("not_verified")
+            if any(not call.executed for call in outcome.tool_calls):
+                raise _Dropped("unexecuted_call")
+            if any(
+                call.error is None and is_placeholder_result(call.result or "")
+                for call in outcome.tool_calls
+            ):
+                raise _Dropped("placeholder_result")
+            converter = _Converter(redactor, output_limit)
+            conversation = converter.conversation(outcome)
+            key = _dedupe_key(conversation)
+            if key in seen:
+                raise _Dropped("duplicate")
+            seen.add(key)
+        except _Dropped as drop:
+            report.dropped[drop.reason] += 1
+            log.info("run_dropped", run_id=outcome.run_id, reason=drop.reason)
+            continue
+        report.truncated_results += converter.truncated
+        report.kept += 1
+        yield conversation
+
+
+def harvest_traces(
+    traces: Path | list[Path],
+    out: Path,
+    *,
+    verified: Path | None = None,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    on_run: Callable[[], None] | None = None,
+) -> HarvestReport:
+    """Turn traces files into a Conversation JSONL at `out` (written atomically)."""
+    paths = [Path(p) for p in (traces if isinstance(traces, list) else [traces])]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(
+                f"traces file {path} does not exist: pass the traces JSONL of punie run"
+            )
+    passed = read_verified(verified) if verified is not None else None
+    report = HarvestReport(traces=[str(p) for p in paths])
+
+    def outcomes() -> Iterator[RunOutcome]:
+        for path in paths:
+            yield from read_traces(path)
+
+    write_conversations(
+        Path(out),
+        harvest_outcomes(
+            outcomes(), report, verified=passed, output_limit=output_limit, on_run=on_run
+        ),
+    )
+    log.info("harvest_done", **report.to_dict())
+    return report
