@@ -2,4 +2,91 @@
 
 from __future__ import annotations
 
-from punie.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from punie.cli import app
+from punie.errors import ConfigError
+
+console = Console()
+
+
+@app.command("eval")
+def eval_command(
+    tasks: list[Path] | None = typer.Option(
+        None, "--tasks", help="Task JSONL file (repeatable); default: the suites in eval/."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model folder or Hugging Face id to serve; default: embedded model."
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="Evaluate a server already running here instead of serving."
+    ),
+    adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder to serve."),
+    label: str | None = typer.Option(
+        None, "--label", help="Label of --model in the report (default: base, or tuned)."
+    ),
+    compare: list[str] | None = typer.Option(
+        None, "--compare", help="Another target, LABEL=MODEL[:ADAPTER] or LABEL=URL (repeatable)."
+    ),
+    no_stop: bool = typer.Option(
+        False, "--no-stop", help="Send no stop sequences and do not cut replies (to reproduce)."
+    ),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Tasks run at once."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens per model reply."),
+    out: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for the report files."),
+    forgetting: Path | None = typer.Option(
+        None,
+        "--forgetting",
+        help="Held-out generic conversations (JSONL): also report loss and direct answers.",
+    ),
+    forgetting_limit: int = typer.Option(
+        32, "--forgetting-limit", min=1, help="Conversations used by --forgetting."
+    ),
+) -> None:
+    """Run an eval suite through the real agent and report per category, targets side by side.
+
+    Writes report.md, report.json, report.png, results.jsonl and <label>/traces.jsonl to --out.
+    """
+    from punie.evaluation import EvalTarget, evaluate, load_suite
+    from punie.evaluation.evaluate import parse_target
+    from punie.evaluation.report import markdown_table
+    from punie.evaluation.suite import shipped_suites
+
+    files = list(tasks or shipped_suites())
+    if not files:
+        raise ConfigError("no task files: pass --tasks FILE (JSONL of tasks)")
+    suite = load_suite(files)
+    main_label = label or ("tuned" if adapter else "base")
+    targets = [EvalTarget(main_label, model=model, adapter=adapter, base_url=base_url)]
+    targets += [parse_target(spec) for spec in compare or []]
+    console.print(
+        f"{len(suite)} tasks × {len(targets)} targets "
+        f"({', '.join(t.label for t in targets)}), concurrency {concurrency}"
+        + (", no stop sequences" if no_stop else ""),
+        highlight=False,
+    )
+    report = evaluate(
+        suite,
+        targets,
+        out_dir=out,
+        concurrency=concurrency,
+        no_stop=no_stop,
+        max_tokens=max_tokens,
+    )
+    console.print(Markdown(markdown_table(report)))
+    if forgetting is not None:
+        from punie.evaluation.forgetting import forgetting_check, forgetting_table
+
+        result = forgetting_check(
+            forgetting, targets, out_dir=out, limit=forgetting_limit, max_tokens=max_tokens
+        )
+        console.print(Markdown(forgetting_table(result)))
+    console.print(
+        f"report {report.markdown_path}\nchart {report.chart_path}\n"
+        f"results {report.results_path}",
+        highlight=False,
+    )

@@ -286,3 +286,21 @@ def evaluate(
             scores.extend(target_scores)
     report = build_report(infos, scores, no_stop=no_stop, concurrency=concurrency)
     return write_report(report, scores, out_dir)
+
+
+def parse_target(spec: str) -> EvalTarget:
+    """`LABEL=MODEL[:ADAPTER]` (a model folder or id, an optional adapter folder), or
+    `LABEL=http://host:port/v1` (a server already running), as `--compare` takes it."""
+    label, sep, rest = spec.partition("=")
+    if not sep or not label.strip() or not rest.strip():
+        raise ConfigError(
+            f"--compare {spec!r}: expected LABEL=MODEL[:ADAPTER] or LABEL=URL, "
+            "e.g. tuned=~/models/smollm2:adapters/run1"
+        )
+    label, rest = label.strip(), rest.strip()
+    if rest.startswith(("http://", "https://")):
+        return EvalTarget(label, base_url=rest)
+    model, _, adapter = rest.partition(":")
+    if model in ("", "embedded"):
+        return EvalTarget(label, model=None, adapter=Path(adapter) if adapter else None)
+    return EvalTarget(label, model=model, adapter=Path(adapter) if adapter else None)
