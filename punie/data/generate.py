@@ -1065,11 +1065,17 @@ def generate_to_files(
     repo_name: str | None = None,
     limit: int = DEFAULT_LIMIT,
     seed: int = 0,
+    snapshot_dir: Path | None = None,
     on_task: Callable[[], None] | None = None,
 ) -> GenerationReport:
     """Generate tasks and write the conversations (and the task specs) as JSONL, atomically."""
     tasks, report = generate_tasks(
-        repo, repo_name=repo_name, limit=limit, seed=seed, on_task=on_task
+        repo,
+        repo_name=repo_name,
+        limit=limit,
+        seed=seed,
+        snapshot_dir=snapshot_dir,
+        on_task=on_task,
     )
     write_conversations(Path(out), (t.conversation for t in tasks))
     if tasks_out is not None:

@@ -1,0 +1,303 @@
+"""The mixer: code-domain and generic conversations into mlx-lm's train/valid/test chat files.
+
+Conversations are checked against the target model's own chat template (renders, fits the
+maximum length, every assistant turn ends with the end-of-turn token, no placeholder results),
+split so nothing leaks (by source conversation, and by repository for generated tasks), mixed at
+a seeded code/generic ratio and written with a dataset card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.table import Table
+
+from punie.data.harvest import is_placeholder_result
+from punie.data.records import Conversation, read_conversations
+from punie.errors import DataError
+from punie.profiles import resolve_profile
+
+log = structlog.get_logger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How to mix; every field is a `punie data mix` flag."""
+
+    ratio: float = 0.7
+    """Share of code-domain conversations in each split."""
+    seed: int = 0
+    model_dir: Path | None = None
+    """The target model folder whose chat template validates the data (default: embedded)."""
+    max_seq_length: int = 2048
+    per_turn: bool = False
+    """Write one example per assistant turn (for stock `mlx_lm lora --mask-prompt`)."""
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    held_out_repos: tuple[str, ...] = ()
+    """Repositories of generated tasks that go to the test split (all others go to train)."""
+    valid_repos: tuple[str, ...] = ()
+    """Repositories of generated tasks that go to the valid split."""
+
+
+@dataclass
+class _Item:
+    conversation: Conversation
+    domain: str  # "code" | "generic"
+    group: str
+    tokens: int = 0
+
+
+@dataclass
+class DatasetCard:
+    """What was written: counts per source and split, the ratio reached, token lengths, drops."""
+
+    out_dir: str
+    config: dict[str, Any]
+    inputs: dict[str, list[str]]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """split -> source -> conversations."""
+    domains: dict[str, dict[str, int]] = field(default_factory=dict)
+    examples: dict[str, int] = field(default_factory=dict)
+    """split -> rows written (more than conversations with per_turn)."""
+    ratio_achieved: dict[str, float | None] = field(default_factory=dict)
+    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    repositories: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def tables(self) -> list[Table]:
+        counts = Table(title=f"mix: {self.out_dir}")
+        counts.add_column("source")
+        for split in SPLITS:
+            counts.add_column(split, justify="right")
+        sources = sorted({s for per in self.counts.values() for s in per})
+        for source in sources:
+            counts.add_row(source, *(str(self.counts[s].get(source, 0)) for s in SPLITS))
+        counts.add_row(
+            "[bold]code share[/bold]",
+            *(
+                "-" if self.ratio_achieved[s] is None else f"{self.ratio_achieved[s]:.3f}"
+                for s in SPLITS
+            ),
+        )
+        counts.add_row("[bold]rows written[/bold]", *(str(self.examples[s]) for s in SPLITS))
+        lengths = Table(title="tokens per conversation")
+        lengths.add_column("split")
+        for column in ("min", "mean", "median", "p95", "max"):
+            lengths.add_column(column, justify="right")
+        for split in SPLITS:
+            stats = self.tokens.get(split) or {}
+            lengths.add_row(
+                split, *(f"{stats.get(c, 0):g}" for c in ("min", "mean", "median", "p95", "max"))
+            )
+        dropped = Table(title="dropped conversations")
+        dropped.add_column("reason")
+        dropped.add_column("count", justify="right")
+        for reason, count in sorted(self.dropped.items()):
+            dropped.add_row(reason, str(count))
+        return [counts, lengths, dropped]
+
+
+class TemplateValidator:
+    """Checks conversations against a model folder's chat template and counts their tokens."""
+
+    def __init__(self, model_dir: Path, max_seq_length: int) -> None:
+        from mlx_lm.utils import load_tokenizer
+
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.is_dir():
+            raise DataError(f"model folder {str(model_dir)!r} does not exist: pass --model DIR")
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.end_of_turn = resolve_profile(model_dir=self.model_dir).end_of_turn
+        self.max_seq_length = max_seq_length
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        return self.tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False)
+
+    def check(self, conversation: Conversation) -> tuple[str | None, int]:
+        """(the reason the conversation is unusable, or None; its token count)."""
+        if any(
+            m.role == "tool" and is_placeholder_result(m.content) for m in conversation.messages
+        ):
+            return "placeholder_result", 0
+        row = conversation.to_openai()
+        messages, tools = row["messages"], row.get("tools")
+        try:
+            text = self.render(messages, tools)
+        except Exception as exc:  # jinja raises many kinds; the reason names the failure
+            log.info("template_failed", error=str(exc)[:200])
+            return "template_error", 0
+        tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
+        if tokens > self.max_seq_length:
+            return "too_long", tokens
+        for index, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            prefix = self.render(messages[: index + 1], tools)
+            if not text.startswith(prefix):
+                return "assistant_turn_not_a_prefix", tokens
+            if not any(prefix.rstrip().endswith(marker) for marker in self.end_of_turn):
+                return "no_end_of_turn_after_assistant", tokens
+        return None, tokens
+
+
+def _group(conversation: Conversation, index: int) -> str:
+    meta = conversation.meta
+    if meta.source == "generated" and meta.repository:
+        return f"repo:{meta.repository}"
+    return f"row:{meta.source}:{meta.row_id if meta.row_id is not None else index}"
+
+
+def _split_of(group: str, config: MixConfig) -> str:
+    if group.startswith("repo:"):
+        name = group.removeprefix("repo:")
+        if name in config.held_out_repos:
+            return "test"
+        if name in config.valid_repos:
+            return "valid"
+        return "train"
+    digest = hashlib.sha256(f"{config.seed}\0{group}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    if point < config.test_fraction:
+        return "test"
+    if point < config.test_fraction + config.valid_fraction:
+        return "valid"
+    return "train"
+
+
+def _balance(items: list[_Item], ratio: float, rng: random.Random) -> list[_Item]:
+    """Downsample the over-represented domain so code makes up `ratio` of the items."""
+    code = [i for i in items if i.domain == "code"]
+    generic = [i for i in items if i.domain == "generic"]
+    if not code or not generic:
+        return items
+    if len(code) / len(items) > ratio:
+        code = rng.sample(code, min(len(code), round(len(generic) * ratio / (1 - ratio))))
+    else:
+        generic = rng.sample(generic, min(len(generic), round(len(code) * (1 - ratio) / ratio)))
+    mixed = code + generic
+    rng.shuffle(mixed)
+    return mixed
+
+
+def per_turn_rows(conversation: Conversation) -> list[dict[str, Any]]:
+    """One row per assistant turn: the conversation up to and including that turn."""
+    row = conversation.to_openai()
+    out = []
+    for index, message in enumerate(row["messages"]):
+        if message["role"] == "assistant":
+            example = {"messages": row["messages"][: index + 1]}
+            if "tools" in row:
+                example["tools"] = row["tools"]
+            out.append(example)
+    return out
+
+
+def _token_stats(counts: Sequence[int]) -> dict[str, float]:
+    if not counts:
+        return {}
+    ordered = sorted(counts)
+    return {
+        "min": ordered[0],
+        "mean": round(statistics.fmean(ordered), 1),
+        "median": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "max": ordered[-1],
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False))
+            out.write("\n")
+    tmp.replace(path)
+
+
+def mix_datasets(
+    code: Sequence[Path],
+    generic: Sequence[Path],
+    out_dir: Path,
+    config: MixConfig | None = None,
+    *,
+    on_item: Callable[[], None] | None = None,
+) -> DatasetCard:
+    """Validate, split, mix and write `train.jsonl`, `valid.jsonl`, `test.jsonl` and `card.json`."""
+    config = config or MixConfig()
+    if not 0 < config.ratio < 1:
+        raise DataError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
+    if not code:
+        raise DataError("no --code conversations given: pass at least one --code FILE")
+    model_dir = config.model_dir
+    if model_dir is None:
+        from punie.models.embedded import embedded_model_dir
+
+        model_dir = embedded_model_dir()
+    validator = TemplateValidator(model_dir, config.max_seq_length)
+    dropped: Counter[str] = Counter()
+    splits: dict[str, list[_Item]] = defaultdict(list)
+    index = 0
+    for domain, paths in (("code", code), ("generic", generic)):
+        for path in paths:
+            for conversation in read_conversations(Path(path)):
+                index += 1
+                if on_item is not None:
+                    on_item()
+                reason, tokens = validator.check(conversation)
+                if reason is not None:
+                    dropped[reason] += 1
+                    log.info("conversation_dropped", source=conversation.meta.source, reason=reason)
+                    continue
+                group = _group(conversation, index)
+                item = _Item(conversation, domain, group, tokens)
+                splits[_split_of(group, config)].append(item)
+    rng = random.Random(config.seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card = DatasetCard(
+        out_dir=str(out_dir),
+        config={
+            **{k: v for k, v in asdict(config).items() if k != "model_dir"},
+            "model_dir": str(model_dir),
+        },
+        inputs={"code": [str(p) for p in code], "generic": [str(p) for p in generic]},
+        dropped=dict(dropped),
+    )
+    for split in SPLITS:
+        items = _balance(splits.get(split, []), config.ratio, rng)
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            if config.per_turn:
+                rows += per_turn_rows(item.conversation)
+            else:
+                row = item.conversation.to_openai()
+                rows.append(row)
+        _write_jsonl(out_dir / f"{split}.jsonl", rows)
+        card.counts[split] = dict(Counter(i.conversation.meta.source for i in items))
+        card.domains[split] = dict(Counter(i.domain for i in items))
+        card.examples[split] = len(rows)
+        card.ratio_achieved[split] = (
+            round(card.domains[split].get("code", 0) / len(items), 4) if items else None
+        )
+        card.tokens[split] = _token_stats([i.tokens for i in items])
+        card.repositories[split] = sorted(
+            {i.conversation.meta.repository for i in items if i.group.startswith("repo:")}
+        )
+    (out_dir / "card.json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    log.info("mix_written", out_dir=str(out_dir), examples=card.examples, dropped=card.dropped)
+    return card
