@@ -60,3 +60,116 @@ def convert(
         )
     console.print(result.table())
     console.print(f"wrote {result.converted} conversations to {out}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@data_app.command("generate")
+def generate(
+    repo: Annotated[Path, typer.Option("--repo", help="A Python source tree on disk.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Conversation JSONL to write.")],
+    tasks_out: Annotated[
+        Path | None, typer.Option("--tasks-out", help="Also write the eval TaskSpec JSONL.")
+    ] = None,
+    repo_name: Annotated[
+        str | None, typer.Option("--repo-name", help="Name for the repository (default: folder).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N tasks.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for choice and phrasing.")] = 0,
+    snapshot_dir: Annotated[
+        Path | None,
+        typer.Option("--snapshot-dir", help="Where to copy a tree grep cannot see in place."),
+    ] = None,
+) -> None:
+    """Build grounded code tasks from a real repository, running the real tools."""
+    from punie.data.generate import generate_to_files
+
+    with _progress() as progress:
+        task = progress.add_task(f"generate {repo_name or repo.name}", total=limit)
+        report = generate_to_files(
+            repo,
+            out,
+            tasks_out,
+            repo_name=repo_name,
+            limit=limit,
+            seed=seed,
+            snapshot_dir=snapshot_dir,
+            on_task=lambda: progress.advance(task),
+        )
+    console.print(report.table())
+    console.print(f"wrote {report.total} conversations to {out} (repository {report.repo})")
+
+
+@data_app.command("harvest")
+def harvest(
+    traces: Annotated[list[Path], typer.Argument(help="Traces JSONL file(s) of punie run.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Conversation JSONL to write.")],
+    verified: Annotated[
+        Path | None,
+        typer.Option("--verified", help="Eval results JSONL: keep only runs that passed."),
+    ] = None,
+) -> None:
+    """Turn answered runs from traces into training conversations."""
+    from punie.data.harvest import harvest_traces
+
+    with _progress() as progress:
+        task = progress.add_task("harvest", total=None)
+        report = harvest_traces(
+            traces, out, verified=verified, on_run=lambda: progress.advance(task)
+        )
+    console.print(report.table())
+    console.print(f"wrote {report.kept} conversations to {out}")
+
+
+@data_app.command("mix")
+def mix(
+    code: Annotated[list[Path], typer.Option("--code", help="Code-domain conversation JSONL.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train/valid/test.jsonl.")],
+    generic: Annotated[
+        list[Path] | None, typer.Option("--generic", help="Generic conversation JSONL.")
+    ] = None,
+    ratio: Annotated[float, typer.Option("--ratio", help="Share of code-domain rows.")] = 0.7,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model folder whose chat template validates.")
+    ] = None,
+    max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=16)] = 2048,
+    per_turn: Annotated[
+        bool, typer.Option("--per-turn", help="One example per assistant turn (--mask-prompt).")
+    ] = False,
+    held_out_repo: Annotated[
+        list[str] | None, typer.Option("--held-out-repo", help="Repository for the test split.")
+    ] = None,
+    valid_repo: Annotated[
+        list[str] | None, typer.Option("--valid-repo", help="Repository for the valid split.")
+    ] = None,
+) -> None:
+    """Validate, split and mix conversations into mlx-lm chat data with a dataset card."""
+    from punie.data.mix import MixConfig, mix_datasets
+
+    config = MixConfig(
+        ratio=ratio,
+        seed=seed,
+        model_dir=model,
+        max_seq_length=max_seq_length,
+        per_turn=per_turn,
+        held_out_repos=tuple(held_out_repo or ()),
+        valid_repos=tuple(valid_repo or ()),
+    )
+    with _progress() as progress:
+        task = progress.add_task("validate and mix", total=None)
+        card = mix_datasets(
+            code, generic or [], out, config, on_item=lambda: progress.advance(task)
+        )
+    for table in card.tables():
+        console.print(table)
+    console.print(f"wrote {out}/train.jsonl, valid.jsonl, test.jsonl and card.json")
