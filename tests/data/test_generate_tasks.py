@@ -1,0 +1,188 @@
+"""The grounded task generator on real code nobody here wrote: an installed package's source."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from pathlib import Path
+
+import anyio as anyio_package
+import pytest
+
+from punie.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.cli.data import generate as generate_command
+from punie.data.generate import GeneratedTask, generate_tasks
+from punie.data.records import read_conversations
+from punie.data.tasks import TaskSpec, read_tasks, write_tasks
+from punie.tools import Workspace, grep, read_file, run_command, write_file
+
+PACKAGE = Path(anyio_package.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[GeneratedTask], float]:
+    snapshots = tmp_path_factory.mktemp("snapshots")
+    started = time.perf_counter()
+    tasks, _ = generate_tasks(PACKAGE, limit=300, seed=7, snapshot_dir=snapshots)
+    return tasks, time.perf_counter() - started
+
+
+def _fresh_result(root: Path, name: str, arguments: dict, scratch: Path) -> str:
+    ws = Workspace(root)
+    try:
+        if name == "grep":
+            return grep(ws, **arguments)
+        if name == "read_file":
+            return read_file(ws, **arguments)
+        if name == "run_command":
+            return run_command(ws, arguments["command"])
+        scratch.mkdir(exist_ok=True)
+        return write_file(Workspace(scratch), arguments["path"], arguments["content"])
+    except Exception as exc:  # ToolError: the agent hands "Error: ..." to the model
+        return f"Error: {exc}"
+
+
+def test_hundreds_of_tasks_from_an_installed_package_in_seconds(generated) -> None:
+    tasks, seconds = generated
+    assert len(tasks) == 300
+    assert seconds < 60, f"took {seconds:.1f} s"
+    categories = {t.task.category for t in tasks}
+    assert categories == {
+        "single_tool",
+        "multi_step",
+        "direct_answer",
+        "cannot_answer",
+        "ask_back",
+        "recovery",
+    }
+    assert len({t.task.id for t in tasks}) == len(tasks)
+    assert len({t.task.question for t in tasks}) == len(tasks)
+    print(f"\n300 tasks from anyio in {seconds:.2f} s")
+
+
+def test_every_conversation_uses_the_agents_prompt_and_tools(generated) -> None:
+    tasks, _ = generated
+    schemas = code_tool_schemas()
+    for t in tasks:
+        c = t.conversation
+        assert c.messages[0].content == SYSTEM_PROMPT
+        assert c.tools == schemas
+        assert c.meta.source == "generated" and c.meta.repository == "anyio"
+        assert c.meta.license == "MIT"
+        assert c.messages[-1].role == "assistant" and not c.messages[-1].tool_calls
+        answer = c.messages[-1].content.lower()
+        for fact in t.task.required_facts:
+            assert fact.lower() in answer, (t.task.id, fact)
+        calls = [call for m in c.messages for call in m.tool_calls]
+        if t.task.expected_tool is None:
+            assert not calls
+        else:
+            assert t.task.expected_tool in {call.name for call in calls}
+
+
+def test_tool_results_equal_a_fresh_run_of_the_tool(generated, tmp_path: Path) -> None:
+    tasks, _ = generated
+    checked = 0
+    for t in tasks[::3]:
+        messages = t.conversation.messages
+        for index, message in enumerate(messages):
+            for call in message.tool_calls:
+                recorded = messages[index + 1].content
+                fresh = _fresh_result(Path(t.task.repo), call.name, call.arguments, tmp_path / "w")
+                assert fresh == recorded, (t.task.id, call.name, call.arguments)
+                checked += 1
+    assert checked > 80
+
+
+def test_definitions_are_really_where_the_answer_says(generated) -> None:
+    tasks, _ = generated
+    found = [t for t in tasks if t.task.kind in ("find_function", "find_class")]
+    assert len(found) >= 10
+    for t in found:
+        path, line = t.task.required_facts
+        source = (Path(t.task.repo) / path).read_text()
+        name = t.task.question.split("`")[1].removesuffix("()") if "`" in t.task.question else None
+        tree = ast.parse(source)
+        at_line = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.lineno == int(line)
+        }
+        assert at_line, (t.task.id, path, line)
+        if name is not None:
+            assert name in at_line
+
+
+def test_line_counts_and_folder_counts_match_the_file_system(generated) -> None:
+    tasks, _ = generated
+    counted = [t for t in tasks if t.task.kind == "line_count"]
+    assert counted
+    for t in counted:
+        path = t.conversation.messages[2].tool_calls[0].arguments["command"].split()[-1]
+        data = (Path(t.task.repo) / path).read_bytes()
+        assert t.task.required_facts == [str(data.count(b"\n"))]
+
+
+def test_the_source_tree_is_not_written_to(generated) -> None:
+    tasks, _ = generated
+    writes = [t for t in tasks if t.task.kind == "write_file"]
+    assert writes
+    for t in writes:
+        assert not (PACKAGE / t.task.required_facts[0]).exists()
+        assert not (Path(t.task.repo) / t.task.required_facts[0]).exists()
+
+
+def test_recovery_tasks_start_with_a_real_error_then_fix_the_call(generated) -> None:
+    tasks, _ = generated
+    recoveries = [t for t in tasks if t.task.category == "recovery"]
+    assert recoveries
+    for t in recoveries:
+        tool_results = [m.content for m in t.conversation.messages if m.role == "tool"]
+        assert tool_results[0].startswith("Error: ")
+        assert not tool_results[-1].startswith("Error: ")
+
+
+def test_same_seed_same_tasks_other_seed_other_tasks(tmp_path: Path) -> None:
+    def run(seed: int) -> list[str]:
+        tasks, _ = generate_tasks(PACKAGE, limit=60, seed=seed, snapshot_dir=tmp_path)
+        return [t.conversation.model_dump_json() + t.task.model_dump_json() for t in tasks]
+
+    first = run(3)
+    assert first == run(3)
+    assert first != run(4)
+
+
+def test_task_files_round_trip(generated, tmp_path: Path) -> None:
+    tasks, _ = generated
+    specs = [t.task for t in tasks]
+    path = tmp_path / "tasks.jsonl"
+    assert write_tasks(path, specs) == len(specs)
+    assert list(read_tasks(path)) == specs
+    path.write_text(path.read_text() + '{"id": "x"}\n')
+    with pytest.raises(Exception, match=r"tasks.jsonl:301: not a TaskSpec"):
+        list(read_tasks(path))
+
+
+def test_generate_command_on_a_small_repository(repo: Path, tmp_path: Path) -> None:
+    out, tasks_out = tmp_path / "conv.jsonl", tmp_path / "tasks.jsonl"
+    generate_command(
+        repo=repo,
+        out=out,
+        tasks_out=tasks_out,
+        repo_name="shapes",
+        limit=25,
+        seed=0,
+        snapshot_dir=tmp_path / "snap",
+    )
+    conversations = list(read_conversations(out))
+    specs = list(read_tasks(tasks_out))
+    assert len(conversations) == len(specs) > 5
+    assert all(isinstance(s, TaskSpec) and s.repo == str(repo.resolve()) for s in specs)
+    square = [s for s in specs if s.kind == "find_class" and "Square" in s.question]
+    if square:
+        assert square[0].required_facts == ["pkg/shapes.py", "6"]
+    subclass = [s for s in specs if s.kind == "subclasses"]
+    assert subclass and subclass[0].required_facts == ["Square"]
+    assert json.loads(out.read_text().splitlines()[0])["meta"]["repository"] == "shapes"
