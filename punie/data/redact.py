@@ -40,7 +40,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     ("huggingface_token", re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), "[REDACTED HF TOKEN]"),
     (
         "bearer_token",
-        re.compile(r"(?i)\b(bearer\s+)(?!\[REDACTED)[A-Za-z0-9._~+/=-]{8,}"),
+        re.compile(r"(?i)\b(bearer\s+)(?!\[REDACTED)[A-Za-z0-9._~+/=-]{7,}[A-Za-z0-9_~+/=-]"),
         r"\1[REDACTED TOKEN]",
     ),
     (
