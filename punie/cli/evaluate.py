@@ -86,7 +86,6 @@ def eval_command(
         )
         console.print(Markdown(forgetting_table(result)))
     console.print(
-        f"report {report.markdown_path}\nchart {report.chart_path}\n"
-        f"results {report.results_path}",
+        f"report {report.markdown_path}\nchart {report.chart_path}\nresults {report.results_path}",
         highlight=False,
     )

@@ -92,7 +92,7 @@ def target_profile(target: EvalTarget) -> tuple[ModelProfile, Path | None]:
 
 
 @contextmanager
-def _endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[str, str]]:
+def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[str, str]]:
     """(base_url, request model name) for the target, serving it for the duration if needed."""
     if target.base_url is not None:
         if target.adapter is not None:
@@ -209,7 +209,7 @@ def evaluate_target(
             progress.advance(bar)
 
     name = str(folder) if folder is not None else str(target.model)
-    with _endpoint(target, folder) as (base_url, request_model):
+    with target_endpoint(target, folder) as (base_url, request_model):
         anyio.run(
             partial(
                 run_tasks,
