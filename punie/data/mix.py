@@ -155,11 +155,35 @@ class TemplateValidator:
         return None, tokens
 
 
-def _group(conversation: Conversation, index: int) -> str:
+def _question(conversation: Conversation) -> str:
+    return next((m.content.strip() for m in conversation.messages if m.role == "user"), "")
+
+
+def _group(conversation: Conversation) -> str:
+    """Generated tasks group by repository; other rows by their opening question, so copies of
+    one source conversation (public sets hold some) land in one split."""
     meta = conversation.meta
     if meta.source == "generated" and meta.repository:
         return f"repo:{meta.repository}"
-    return f"row:{meta.source}:{meta.row_id if meta.row_id is not None else index}"
+    return f"row:{meta.source}:{_question(conversation)}"
+
+
+def _drop_leaks(splits: dict[str, list[_Item]], dropped: Counter[str]) -> None:
+    """Remove from valid and test any conversation whose question an earlier split holds.
+
+    Generated repositories share a few repository-free questions (vague requests to ask back
+    on), which would otherwise appear in train and test alike.
+    """
+    seen = {_question(i.conversation) for i in splits.get("train", [])}
+    for split in ("valid", "test"):
+        kept = []
+        for item in splits.get(split, []):
+            if _question(item.conversation) in seen:
+                dropped["duplicate_of_earlier_split"] += 1
+                continue
+            kept.append(item)
+        splits[split] = kept
+        seen |= {_question(i.conversation) for i in kept}
 
 
 def _split_of(group: str, config: MixConfig) -> str:
@@ -251,11 +275,9 @@ def mix_datasets(
     validator = TemplateValidator(model_dir, config.max_seq_length)
     dropped: Counter[str] = Counter()
     splits: dict[str, list[_Item]] = defaultdict(list)
-    index = 0
     for domain, paths in (("code", code), ("generic", generic)):
         for path in paths:
             for conversation in read_conversations(Path(path)):
-                index += 1
                 if on_item is not None:
                     on_item()
                 reason, tokens = validator.check(conversation)
@@ -263,9 +285,10 @@ def mix_datasets(
                     dropped[reason] += 1
                     log.info("conversation_dropped", source=conversation.meta.source, reason=reason)
                     continue
-                group = _group(conversation, index)
+                group = _group(conversation)
                 item = _Item(conversation, domain, group, tokens)
                 splits[_split_of(group, config)].append(item)
+    _drop_leaks(splits, dropped)
     rng = random.Random(config.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
