@@ -154,12 +154,15 @@ async def run_tasks(
                     ToolDeps.for_repo(workspace),
                     run_target,
                     budgets=options.budgets,
-                    trace=trace,
                 )
             finally:
                 await anyio.to_thread.run_sync(
                     partial(shutil.rmtree, workspace.parent, ignore_errors=True)
                 )
+        # The trace names the task's repository, not the throwaway copy the run worked in, so
+        # harvested runs keep their repository (splits are made by repository).
+        outcome = outcome.model_copy(update={"repo": task.repo})
+        trace.append(outcome)
         outcomes[index] = outcome
         log.info("eval_task_done", task_id=task.id, status=outcome.status.value)
         if on_done is not None:

@@ -117,6 +117,7 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
     # The results' run ids are the traced runs' ids: the verified harvest joins on them.
     traces = list(read_traces(tmp_path / "scripted" / "traces.jsonl"))
     assert sorted(t.run_id for t in traces) == sorted(r["run_id"] for r in rows)
+    assert {t.repo for t in traces} == {tasks[0].repo}, "traces name the task's repository"
     runaway_trace = next(t for t in traces if t.run_id == runaway["run_id"])
     assert runaway_trace.output == RUNAWAY  # nothing cut: the earlier failure, reproduced
 
