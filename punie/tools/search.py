@@ -63,7 +63,12 @@ def grep(
         raise ToolError(f"grep max_matches must be at least 1, got {max_matches}")
     target = ws.resolve(path)
     rel = ws.relative(target)
-    argv = [find_ripgrep(), "--json", "--no-config", "--sort=path", "--regexp", pattern]
+    # Ignore files above the workspace root are not the repository's own rules (a uv
+    # `.venv/.gitignore` holding `*` would hide every installed package's source).
+    argv = [
+        find_ripgrep(), "--json", "--no-config", "--no-ignore-parent", "--sort=path",
+        "--regexp", pattern,
+    ]  # fmt: skip
     if ignore_case:
         argv.append("--ignore-case")
     if glob:

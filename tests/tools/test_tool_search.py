@@ -54,3 +54,14 @@ def test_max_matches_stops_and_says_so(repo: Path) -> None:
 def test_paths_outside_root_are_refused(repo: Path) -> None:
     with pytest.raises(ToolError, match="outside the workspace root"):
         grep(Workspace(repo), "x", "..")
+
+
+def test_ignore_files_above_the_root_do_not_hide_the_repository(tmp_path: Path) -> None:
+    # A uv virtual environment's `.gitignore` holds `*`; a package inside it is still searchable.
+    (tmp_path / ".gitignore").write_text("*\n")
+    root = tmp_path / "site-packages" / "pkg"
+    root.mkdir(parents=True)
+    (root / "mod.py").write_text("def needle():\n    pass\n")
+    ws = Workspace(root)
+    assert grep(ws, "def needle") == grep(ws, "def needle", glob="*.py")
+    assert "mod.py:1:" in grep(ws, "def needle")
