@@ -28,12 +28,9 @@ from punie.tools import Sandbox, Workspace, detect_sandbox, grep, read_file, run
 from punie.tracker import ToolCallRecord, Tracker
 
 SYSTEM_PROMPT = (
-    "You are Punie, a coding assistant working inside one code repository. "
-    "Use the tools to look at the real code before you answer: grep to find where things are, "
-    "read_file to read them, run_command to run a shell command in the repository root, "
-    "write_file to create or change a file. Paths are relative to the repository root. "
-    "Answer questions that need no repository directly, without tools. "
-    "When you have the answer, reply with it in plain text and stop."
+    "You are Punie, a coding assistant in a code repository. Use the tools to look at the code "
+    "before you answer; paths are relative to the repository root. Answer general questions "
+    "directly, without tools. When you have the answer, reply in plain text and stop."
 )
 
 
@@ -171,11 +168,7 @@ def _record(
 
 
 def _run_command(ctx: RunContext[ToolDeps], command: str) -> str:
-    """Run a shell command in the repository root and return its exit code and output.
-
-    Args:
-        command: the command line, run with bash in the repository root.
-    """
+    """Run a shell command in the repository root; returns its exit code and output."""
     d = ctx.deps
     return _record(
         ctx,
@@ -185,45 +178,42 @@ def _run_command(ctx: RunContext[ToolDeps], command: str) -> str:
     )
 
 
-def _grep(ctx: RunContext[ToolDeps], pattern: str, path: str = ".", glob: str | None = None) -> str:
-    """Search the repository's files for a regular expression; lines come as `path:line: text`.
+def _grep(ctx: RunContext[ToolDeps], pattern: str, path: str = ".", glob: str = "") -> str:
+    """Search files for a regular expression; returns `path:line: text` lines.
 
     Args:
-        pattern: the regular expression to look for.
-        path: a file or folder to search, relative to the repository root.
-        glob: only search files whose name matches this glob, such as `*.py`.
+        pattern: regular expression.
+        path: file or folder to search.
+        glob: only files matching this glob, such as `*.py`.
     """
-    arguments = {"pattern": pattern, "path": path, "glob": glob}
+    arguments = {"pattern": pattern, "path": path, "glob": glob or None}
     return _record(
-        ctx, "grep", arguments, lambda: grep(ctx.deps.workspace, pattern, path, glob=glob)
+        ctx, "grep", arguments, lambda: grep(ctx.deps.workspace, pattern, path, glob=glob or None)
     )
 
 
-def _read_file(
-    ctx: RunContext[ToolDeps], path: str, start_line: int | None = None, end_line: int | None = None
-) -> str:
-    """Read a text file of the repository, optionally only lines start_line to end_line.
+def _read_file(ctx: RunContext[ToolDeps], path: str, start_line: int = 1, end_line: int = 0) -> str:
+    """Read a text file, or only its lines start_line to end_line.
 
     Args:
-        path: the file, relative to the repository root.
-        start_line: the first line to read (1-based).
-        end_line: the last line to read (inclusive).
+        path: the file.
+        start_line: first line to read (1-based).
+        end_line: last line to read; 0 reads to the end.
     """
-    arguments = {"path": path, "start_line": start_line, "end_line": end_line}
+    start = start_line if start_line > 1 else None
+    end = end_line if end_line > 0 else None
+    arguments = {"path": path, "start_line": start, "end_line": end}
     return _record(
-        ctx,
-        "read_file",
-        arguments,
-        lambda: read_file(ctx.deps.workspace, path, start_line, end_line),
+        ctx, "read_file", arguments, lambda: read_file(ctx.deps.workspace, path, start, end)
     )
 
 
 def _write_file(ctx: RunContext[ToolDeps], path: str, content: str) -> str:
-    """Write a text file in the repository (replacing it if it exists).
+    """Write a text file, replacing it if it exists.
 
     Args:
-        path: the file, relative to the repository root.
-        content: the whole new content of the file.
+        path: the file.
+        content: the whole new content.
     """
     return _record(
         ctx,
