@@ -1,0 +1,278 @@
+"""Benchmark training on the embedded model: one-pass assistant masking vs per-turn expansion, and
+one LoRA training step with the stock vs the fast BLAS.
+
+In one run, each measurement runs in a fresh child process:
+- masking (fast BLAS): the same two-turn tool conversations (user, assistant tool call, tool
+  result, assistant answer) trained once as whole conversations with every assistant turn masked,
+  once as one example per assistant turn (what stock `--mask-prompt` needs). Both train the same
+  assistant tokens; reported: tokens processed, wall time, time per trained assistant token.
+- BLAS: one LoRA step (masked loss, batch of the same conversations) with the wheel's bundled
+  BLAS and with the one `punie.models.blas.choose_blas()` preloads.
+Prints a table of ratios and writes JSON.
+
+    uv run python tools/bench_train.py [--json tools/bench_train.json] [--conversations 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LAYERS = 4
+BATCH = 2
+LORA = {"rank": 8, "scale": 20.0, "dropout": 0.0}
+
+
+def conversations(n: int) -> list[dict[str, Any]]:
+    """n two-turn tool conversations with the code tools' schema in the system turn."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a text file inside the workspace and return its text.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "Path relative to the root."},
+                    "start_line": {"type": "integer", "description": "First line to return."},
+                },
+                "required": ["path"],
+            },
+        },
+    }
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What does pkg/mod{i}.py compute?"},
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {
+                                    "name": "read_file",
+                                    "arguments": {"path": f"pkg/mod{i}.py"},
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "role": "tool",
+                        "tool_call_id": "c1",
+                        "content": f"def area(side):\n    return side ** {i % 3 + 2}\n",
+                    },
+                    {
+                        "role": "assistant",
+                        "content": f"It defines area(side), which returns side to the power "
+                        f"{i % 3 + 2}.",
+                    },
+                ],
+                "tools": [tool],
+            }
+        )
+    return rows
+
+
+# --- workers: run in a child process, print one JSON line ----------------------------------------
+
+
+def _setup(model_dir: str) -> tuple[Any, Any, Any, Any]:
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from punie.train.trainer import masked_loss
+
+    model, tokenizer = load(model_dir)
+    model.freeze()
+    linear_to_lora_layers(model, LAYERS, dict(LORA))
+    model.train()
+    return model, tokenizer, optim.Adam(learning_rate=1e-4), nn.value_and_grad(model, masked_loss)
+
+
+def _steps(model: Any, optimizer: Any, loss_and_grad: Any, batches: list) -> float:
+    import mlx.core as mx
+
+    started = time.perf_counter()
+    for tokens, mask in batches:
+        (loss, _), grads = loss_and_grad(model, mx.array(tokens), mx.array(mask))
+        optimizer.update(model, grads)
+        mx.eval(loss, model.parameters(), optimizer.state)
+    return time.perf_counter() - started
+
+
+def _batches(examples: list, batch: int) -> tuple[list, int]:
+    from punie.train.trainer import pack_batch
+
+    ordered = sorted(examples, key=len)
+    out, processed = [], 0
+    for i in range(0, len(ordered), batch):
+        tokens, mask, real = pack_batch(ordered[i : i + batch], 4096, width_multiple=1)
+        out.append((tokens, mask))
+        processed += real
+    return out, processed
+
+
+def _worker_masking(model_dir: str, n: int) -> dict[str, Any]:
+    from punie.train.masking import assistant_mask, end_of_turn_ids, per_turn_examples
+
+    model, tokenizer, optimizer, loss_and_grad = _setup(model_dir)
+    eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
+    rows = conversations(n)
+    one_pass = [assistant_mask(tokenizer, r["messages"], r["tools"], eot) for r in rows]
+    per_turn = [
+        e for r in rows for e in per_turn_examples(tokenizer, r["messages"], r["tools"], eot)
+    ]
+    warm, _ = _batches(one_pass[:BATCH], BATCH)
+    _steps(model, optimizer, loss_and_grad, warm)  # warm-up: allocations, thread pools
+    out: dict[str, Any] = {}
+    for name, examples in (("one_pass", one_pass), ("per_turn", per_turn)):
+        batches, processed = _batches(examples, BATCH)
+        seconds = _steps(model, optimizer, loss_and_grad, batches)
+        trained = sum(e.trained_tokens for e in examples)
+        out[name] = {
+            "examples": len(examples),
+            "steps": len(batches),
+            "processed_tokens": processed,
+            "trained_tokens": trained,
+            "seconds": seconds,
+            "ms_per_trained_token": 1000 * seconds / trained,
+        }
+    return out
+
+
+def _worker_step(model_dir: str, repeats: int) -> dict[str, Any]:
+    from punie.train.masking import assistant_mask, end_of_turn_ids
+
+    model, tokenizer, optimizer, loss_and_grad = _setup(model_dir)
+    eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
+    rows = conversations(BATCH)
+    examples = [assistant_mask(tokenizer, r["messages"], r["tools"], eot) for r in rows]
+    batches, processed = _batches(examples, BATCH)
+    _steps(model, optimizer, loss_and_grad, batches)  # warm-up
+    best = min(_steps(model, optimizer, loss_and_grad, batches) for _ in range(repeats))
+    maps = Path("/proc/self/maps")
+    loaded = maps.read_text() if maps.exists() else ""
+    return {
+        "step_s": best,
+        "batch_tokens": processed,
+        "mkl_loaded": "libmkl_rt" in loaded,
+        "openblas_loaded": "libopenblas" in loaded,
+    }
+
+
+# --- parent ---------------------------------------------------------------------------------------
+
+
+def _child(kind: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", kind, "--model", args.model]
+    command += ["--conversations", str(args.conversations), "--repeats", str(args.repeats)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=Path("tools/bench_train.json"))
+    parser.add_argument("--conversations", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--worker", choices=["masking", "step"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        fn = _worker_masking if args.worker == "masking" else _worker_step
+        arg = args.conversations if args.worker == "masking" else args.repeats
+        print(json.dumps(fn(args.model, arg)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from punie.models.blas import REFERENCE_NAME, BlasChoice, child_env, choose_blas
+
+    if args.model is None:
+        from punie.models.embedded import embedded_model_dir
+
+        args.model = str(embedded_model_dir())
+    fast = choose_blas()
+    stock_env = child_env(BlasChoice(REFERENCE_NAME, None, {}))
+    stock_env.pop("LD_PRELOAD", None)
+    console = Console()
+    with console.status("one-pass vs per-turn (fast BLAS)"):
+        masking = _child("masking", child_env(fast), args)
+    with console.status("one LoRA step, fast BLAS"):
+        step_fast = _child("step", child_env(fast), args)
+    with console.status("one LoRA step, stock BLAS"):
+        step_stock = _child("step", stock_env, args)
+
+    one, per = masking["one_pass"], masking["per_turn"]
+    ratios = {
+        "per_turn_over_one_pass_processed_tokens": per["processed_tokens"]
+        / one["processed_tokens"],
+        "one_pass_speedup_per_trained_token": per["ms_per_trained_token"]
+        / one["ms_per_trained_token"],
+        "fast_blas_speedup_step": step_stock["step_s"] / step_fast["step_s"],
+    }
+    table = Table(
+        title=f"training on {Path(args.model).name} ({LAYERS} LoRA layers, batch {BATCH})"
+    )
+    for col in ("measure", "one-pass", "per-turn", "ratio"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+    table.add_row("examples", str(one["examples"]), str(per["examples"]), "")
+    table.add_row(
+        "tokens processed",
+        f"{one['processed_tokens']:,}",
+        f"{per['processed_tokens']:,}",
+        f"{ratios['per_turn_over_one_pass_processed_tokens']:.2f}x",
+    )
+    table.add_row(
+        "assistant tokens trained", str(one["trained_tokens"]), str(per["trained_tokens"]), ""
+    )
+    table.add_row("wall time (s)", f"{one['seconds']:.2f}", f"{per['seconds']:.2f}", "")
+    table.add_row(
+        "ms per trained token",
+        f"{one['ms_per_trained_token']:.1f}",
+        f"{per['ms_per_trained_token']:.1f}",
+        f"{ratios['one_pass_speedup_per_trained_token']:.2f}x faster",
+    )
+    console.print(table)
+    blas = Table(title="one LoRA step (masked loss)")
+    for col in ("BLAS", "step (s)", "speed-up"):
+        blas.add_column(col)
+    blas.add_row(REFERENCE_NAME, f"{step_stock['step_s']:.2f}", "1.00x")
+    blas.add_row(
+        fast.name, f"{step_fast['step_s']:.2f}", f"{ratios['fast_blas_speedup_step']:.2f}x"
+    )
+    console.print(blas)
+    body = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "model": args.model,
+        "layers": LAYERS,
+        "batch": BATCH,
+        "masking": masking,
+        "step": {"stock": {"blas": REFERENCE_NAME, **step_stock},
+                 "fast": {"blas": fast.name, **step_fast}},
+        "ratios": ratios,
+        "target_met": ratios["one_pass_speedup_per_trained_token"] >= 1.5,
+    }  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
