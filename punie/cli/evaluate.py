@@ -77,7 +77,8 @@ def eval_command(
         no_stop=no_stop,
         max_tokens=max_tokens,
     )
-    console.print(Markdown(markdown_table(report)))
+    # The per-category table is too wide for a terminal; it is in the report file.
+    console.print(Markdown(markdown_table(report).split("## Per category")[0]))
     if forgetting is not None:
         from punie.evaluation.forgetting import forgetting_check, forgetting_table
 
