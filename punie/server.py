@@ -122,18 +122,18 @@ def serve_model(
             env=env,
             start_new_session=True,
         )
-    base_url = f"http://{_url_host(host)}:{port}/v1"
-    log.info(
-        "server_starting",
-        model=model_arg,
-        adapter=str(adapter) if adapter else None,
-        port=port,
-        pid=process.pid,
-        blas=blas.name,
-        blas_library=str(blas.library) if blas.library else None,
-        log_path=str(log_path),
-    )
     try:
+        base_url = f"http://{_url_host(host)}:{port}/v1"
+        log.info(
+            "server_starting",
+            model=model_arg,
+            adapter=str(adapter) if adapter else None,
+            port=port,
+            pid=process.pid,
+            blas=blas.name,
+            blas_library=str(blas.library) if blas.library else None,
+            log_path=str(log_path),
+        )
         started = time.monotonic()
         _wait_until_ready(
             process,

@@ -5,7 +5,11 @@ once with `punie.models.blas.child_env(choose_blas())`: a 2048² float32 matmul 
 processing and generation on the embedded SmolLM2 model (tok/s), and one LoRA training step
 (8 layers, batch 4 x 480 tokens; seconds). Prints a table with the ratios and writes JSON.
 
-    uv run python tools/bench_mlx_blas.py [--json tools/bench_mlx_blas.json]
+    uv run python tools/bench_mlx_blas.py [--json tools/bench_mlx_blas.json] [--skip-train]
+
+The stock LoRA step dominates the run (minutes on 2 cores: 557 s on a busy 2-core host, where the
+fast one took 48 s); `--skip-train` leaves it out. Multi-threaded BLAS suffers most from other
+load on the host, so run it on a quiet machine when the ratios matter.
 """
 
 from __future__ import annotations
