@@ -211,9 +211,11 @@ def run_question(
     budgets: Budgets | None = None,
     trace_path: Path | None = None,
     hooks: RunHooks | None = None,
+    use_trained_adapter: bool = True,
 ) -> RunOutcome:
     """Answer one question about `repo`: on the server at `base_url`, or on a local model served
-    for this run (the embedded model by default) and stopped afterwards."""
+    for this run and stopped afterwards: by default the embedded model with the newest adapter
+    the loop trained for it (`punie demo` records it)."""
     deps = ToolDeps.for_repo(repo)
     trace = TraceWriter(trace_path or default_trace_path())
     if base_url is not None:
@@ -227,6 +229,10 @@ def run_question(
     from punie.server import serve_model
 
     served = Path(model) if model else embedded_model_dir()
+    if adapter is None and model is None and use_trained_adapter:
+        from punie.adapters import latest_adapter
+
+        adapter = latest_adapter(served)
     profile = resolve_profile(
         str(served), model_dir=served if served.is_dir() else None, stop_override=stop
     )

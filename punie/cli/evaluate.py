@@ -90,3 +90,64 @@ def eval_command(
         f"report {report.markdown_path}\nchart {report.chart_path}\nresults {report.results_path}",
         highlight=False,
     )
+
+
+@app.command("demo")
+def demo_command(
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where the demo builds."),
+    iters: int | None = typer.Option(None, "--iters", help="LoRA iterations."),
+    train_package: str | None = typer.Option(None, "--train-package"),
+    eval_package: str | None = typer.Option(None, "--eval-package"),
+    eval_tasks: int | None = typer.Option(None, "--eval-tasks", help="Held-out generated tasks."),
+    fixture_suite: bool = typer.Option(True, "--fixture-suite/--no-fixture-suite"),
+) -> None:
+    """The whole loop offline: data, training, base-vs-tuned evaluation, verified harvest."""
+    from dataclasses import replace
+
+    from punie.demo import DemoConfig, run_demo
+
+    config = DemoConfig()
+    overrides = {
+        "workdir": workdir,
+        "iters": iters,
+        "train_package": train_package,
+        "eval_package": eval_package,
+        "eval_tasks": eval_tasks,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config = replace(config, with_fixture_suite=fixture_suite)
+    result = run_demo(config, console)
+    console.rule("[bold]base vs tuned")
+    console.print(result.report_markdown.read_text(), markup=False, highlight=False)
+    console.print(f"report: {result.report_markdown}")
+    if result.report_chart:
+        console.print(f"chart:  {result.report_chart}")
+    console.print(f"adapter (now the default of `punie run`): {result.adapter}")
+    console.print(f"verified traces for the next round: {result.harvested}")
+    reused = f", reused: {', '.join(result.reused)}" if result.reused else ""
+    console.print(f"done in {result.seconds / 60:.1f} min{reused}")
+
+
+experiment_app = typer.Typer(help="Experiments that measure the loop.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("recipes")
+def experiment_recipes_command(
+    workdir: Path | None = typer.Option(None, "--workdir", help="Shared with `punie demo`."),
+    iters: int | None = typer.Option(None, "--iters", help="LoRA iterations per recipe."),
+) -> None:
+    """Earlier recipe vs Punie's, each with and without stop sequences: the 2x2 table."""
+    from dataclasses import replace
+
+    from punie.demo import DemoConfig
+    from punie.experiment import run_recipes_experiment
+
+    config = DemoConfig()
+    if workdir is not None:
+        config = replace(config, workdir=workdir)
+    if iters is not None:
+        config = replace(config, iters=iters)
+    result = run_recipes_experiment(config, console)
+    console.print(result.markdown.read_text(), markup=False, highlight=False)
+    console.print(f"table: {result.markdown}\nchart: {result.chart}\njson:  {result.json}")

@@ -58,6 +58,9 @@ def run_command(
         None, "--stop", help="Stop sequence (repeatable); overrides the model's profile."
     ),
     adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder to serve."),
+    base_model: bool = typer.Option(
+        False, "--base", help="Serve the embedded model without the newest trained adapter."
+    ),
     max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per model reply."),
     max_requests: int = typer.Option(12, "--max-requests", help="Model requests per run."),
     max_seconds: float = typer.Option(300.0, "--max-seconds", help="Wall-clock budget."),
@@ -94,6 +97,7 @@ def run_command(
             budgets=budgets,
             trace_path=trace,
             hooks=hooks,
+            use_trained_adapter=not base_model,
         )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the run's trace line was written")

@@ -64,6 +64,8 @@ class Metrics(BaseModel):
     tool_selection_accuracy: float
     argument_accuracy: float | None
     """Over tool tasks only; None when there are none."""
+    tool_call_rate: float | None = None
+    """Share of tool tasks whose run called any tool; None when there are none."""
     answer_accuracy: float
     pass_rate: float
     clean_stop_rate: float
@@ -163,6 +165,7 @@ def summarize(scores: Sequence[RunScore]) -> Metrics:
         degenerate_rate=_rate(s.status is RunStatus.DEGENERATE_OUTPUT for s in scores),
         tool_selection_accuracy=_rate(s.tool_selection_ok for s in scores),
         argument_accuracy=_rate(bool(s.arguments_ok) for s in tool_scores) if tool_scores else None,
+        tool_call_rate=_rate(s.tool_calls > 0 for s in tool_scores) if tool_scores else None,
         answer_accuracy=_rate(s.answer_ok for s in scores),
         pass_rate=_rate(s.passed for s in scores),
         clean_stop_rate=_rate(s.terminated and s.tokens_after_end == 0 for s in scores),
