@@ -6,9 +6,6 @@ mlx-lm's chat format (`to_openai`), which the model's own chat template renders.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from punie.errors import DataError
+from punie.data.jsonl import read_records, write_records
 from punie.toolcall_text import TextToolCall, parse_tool_calls
 
 log = structlog.get_logger(__name__)
@@ -144,49 +141,20 @@ class Conversation(BaseModel):
 
 def read_conversations(path: Path) -> Iterator[Conversation]:
     """Yield the conversations of a JSONL file; a bad line raises DataError naming file:line."""
-    path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open conversations file ({exc.strerror})") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield Conversation.model_validate_json(line)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "row"
-                raise DataError(
-                    f"{path}:{number}: not a Conversation ({where}: {first['msg']}); "
-                    "regenerate the file with `punie data convert`"
-                ) from exc
+    return read_records(
+        path,
+        Conversation,
+        what="conversations",
+        fix="regenerate the file with `punie data convert`",
+    )
 
 
 def write_conversations(path: Path, rows: Iterable[Conversation]) -> int:
     """Write conversations as JSONL, atomically; return how many were written.
 
-    Rows stream into a temporary file beside `path`, which replaces `path` only once complete,
-    so an interrupted write leaves the previous file (or none) and never a half-written one.
+    An interrupted write leaves the previous file (or none), never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(row.model_dump_json(exclude_defaults=True))
-                out.write("\n")
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    count = write_records(path, rows, exclude_defaults=True)
     log.info("conversations_written", path=str(path), rows=count)
     return count
 

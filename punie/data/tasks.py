@@ -7,17 +7,14 @@ the facts the final answer must hold.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from punie.errors import DataError
+from punie.data.jsonl import read_records, write_records
 
 log = structlog.get_logger(__name__)
 
@@ -50,44 +47,13 @@ class TaskSpec(BaseModel):
 
 def read_tasks(path: Path) -> Iterator[TaskSpec]:
     """Yield the tasks of a JSONL file; a bad line raises DataError naming file:line."""
-    path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open tasks file ({exc.strerror})") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield TaskSpec.model_validate_json(line)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "row"
-                raise DataError(
-                    f"{path}:{number}: not a TaskSpec ({where}: {first['msg']}); "
-                    "regenerate the file with `punie data generate`"
-                ) from exc
+    return read_records(
+        path, TaskSpec, what="tasks", fix="regenerate the file with `punie data generate`"
+    )
 
 
 def write_tasks(path: Path, tasks: Iterable[TaskSpec]) -> int:
     """Write tasks as JSONL, atomically (a temporary file replaces `path` when complete)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for task in tasks:
-                out.write(task.model_dump_json())
-                out.write("\n")
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    count = write_records(path, tasks)
     log.info("tasks_written", path=str(path), tasks=count)
     return count
