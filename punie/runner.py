@@ -76,6 +76,8 @@ async def run_agent(
     if hooks.on_tool_call is not None:
         tracker.listeners.append(hooks.on_tool_call)
     loop = LoopDetector(budgets.repeat_limit)
+    if not deps.sandbox.available:
+        log.warning("commands_not_sandboxed", reason=deps.sandbox.reason)
     messages: list[ModelMessage] = []
     status = RunStatus.ANSWERED
     output: str | None = None

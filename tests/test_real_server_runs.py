@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from model_helpers import write_random_adapter
 from scripted_server import Forward, ScriptedServer, tool_reply
 from transformers import AutoTokenizer
 
@@ -160,3 +161,17 @@ def test_punie_run_without_base_url_serves_the_embedded_model_and_leaves_no_serv
     port = outcome.base_url.rsplit(":", 1)[1].split("/")[0]
     assert not _live_processes_with(f"--port {port}")
     assert outcome.model.endswith(embedded_model_dir().name)
+
+
+def test_a_served_adapter_changes_what_punies_client_gets(
+    server: RunningServer, model_dir: Path, repo: Path, tmp_path: Path
+) -> None:
+    adapter = write_random_adapter(model_dir, tmp_path / "adapter")
+    base = _run(server.base_url, server.request_model, model_dir, repo, tmp_path / "b.jsonl")
+    with serve_model(model_dir, adapter=adapter) as tuned_server:
+        tuned = _run(
+            tuned_server.base_url, tuned_server.request_model, model_dir, repo, tmp_path / "t.jsonl"
+        )
+    assert base.exchanges and tuned.exchanges
+    assert base.exchanges[0].text != tuned.exchanges[0].text
+    assert "Paris" in base.exchanges[0].text

@@ -15,6 +15,7 @@ from typing import IO
 
 import httpx
 import pytest
+from model_helpers import write_random_adapter
 
 from punie.errors import ServerError
 from punie.server import RunningServer, serve_model
@@ -132,35 +133,9 @@ def test_unloadable_model_fails_fast_with_the_server_log(tmp_path: Path) -> None
     assert not _processes_mentioning(str(bad))
 
 
-def _write_adapter(model_dir: Path, out: Path, *, num_layers: int = 4) -> Path:
-    """A real mlx-lm LoRA adapter for the model, with nonzero weights so it changes the output."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm import load
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    config = {
-        "fine_tune_type": "lora",
-        "num_layers": num_layers,
-        "lora_parameters": {"rank": 8, "scale": 20.0, "dropout": 0.0},
-    }
-    model, _ = load(str(model_dir))
-    model.freeze()
-    linear_to_lora_layers(model, num_layers, config["lora_parameters"])
-    mx.random.seed(0)
-    weights = {
-        name: (mx.random.normal(w.shape) * 0.05 if name.endswith("lora_b") else w)
-        for name, w in tree_flatten(model.trainable_parameters())
-    }
-    out.mkdir(parents=True)
-    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
-    (out / "adapter_config.json").write_text(json.dumps(config))
-    return out
-
-
 @pytest.mark.slow
 def test_adapter_applies_only_to_the_request_model(embedded_model: Path, tmp_path: Path) -> None:
-    adapter = _write_adapter(embedded_model, tmp_path / "adapter")
+    adapter = write_random_adapter(embedded_model, tmp_path / "adapter")
     with serve_model(embedded_model, adapter=adapter) as server:
         assert server.adapter == adapter.resolve()
         adapted = _chat(server)["choices"][0]["message"]["content"]
