@@ -32,7 +32,9 @@ SPLITS = ("train", "valid")
 class TrainConfig:
     """What to train, on what, and how; field names match mlx-lm's lora config keys.
 
-    `recipe`, `resume` and `fast_blas` are Punie's own. `model: None` means the embedded model.
+    `recipe`, `resume`, `fast_blas` and `cache_frozen_layers` (LoRA/DoRA: run the frozen bottom
+    layers once before training, not every step) are Punie's own. `model: None` means the
+    embedded model.
     """
 
     data: str
@@ -62,6 +64,7 @@ class TrainConfig:
     resume_adapter_file: str | None = None
     resume: bool = True
     fast_blas: bool = True
+    cache_frozen_layers: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (what adapter_config.json and the worker receive)."""
@@ -214,6 +217,7 @@ _FINGERPRINT_EXCLUDED = frozenset(
         "val_batches",
         "adapter_path",
         "fast_blas",
+        "cache_frozen_layers",  # same loss and gradients either way
         "clear_cache_threshold",
         "data",
         "model",

@@ -41,6 +41,13 @@ from punie.errors import ConfigError, ModelImportError
 from punie.profiles import resolve_profile
 from punie.train.config import ResolvedRun, fingerprint
 from punie.train.curves import CURVE_FILE, LOSS_FILE, LossLog, plot_curves, read_points
+from punie.train.frozen_cache import (
+    CachedLoss,
+    CachedSplit,
+    build_cached_split,
+    check_cached_loss,
+    frozen_cut,
+)
 from punie.train.masking import MaskedExample, end_of_turn_ids
 from punie.train.recipes import SplitExamples, load_split
 from punie.train.result import TrainResult
@@ -66,6 +73,11 @@ class MaskedDataset:
 
     def __getitem__(self, idx: int) -> MaskedExample:
         return self.examples[idx]
+
+    def batch(self, ids: list[int], max_seq_length: int) -> tuple[tuple[mx.array, ...], int]:
+        """(tokens, mask) for `masked_loss`, and the batch's real token count."""
+        tokens, mask, real = pack_batch([self.examples[i] for i in ids], max_seq_length)
+        return (mx.array(tokens), mx.array(mask)), real
 
 
 def masked_loss(model: nn.Module, batch: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
@@ -133,25 +145,27 @@ class BatchFeeder:
 
     def __call__(
         self,
-        dataset: MaskedDataset,
+        dataset: MaskedDataset | CachedSplit,
         batch_size: int,
         max_seq_length: int,
         loop: bool = False,
         seed: int | None = None,
         comm_group: Any = None,
-    ) -> Iterator[tuple[mx.array, mx.array]]:
+    ) -> Iterator[tuple[mx.array, ...]]:
         lengths = [len(e) for e in dataset.examples]
         batches = batch_order(len(dataset), batch_size, lengths)
         if not loop:
             for ids in batches:
-                tokens, mask, _ = pack_batch([dataset[i] for i in ids], max_seq_length)
-                yield mx.array(tokens), mx.array(mask)
+                yield dataset.batch(ids, max_seq_length)[0]
             return
         yield from self._training(dataset, batches, max_seq_length)
 
     def _training(
-        self, dataset: MaskedDataset, batches: list[list[int]], max_seq_length: int
-    ) -> Iterator[tuple[mx.array, mx.array]]:
+        self,
+        dataset: MaskedDataset | CachedSplit,
+        batches: list[list[int]],
+        max_seq_length: int,
+    ) -> Iterator[tuple[mx.array, ...]]:
         rng = np.random.default_rng(self.seed)
         step = 0  # optimizer steps taken before the batch being yielded, counted from zero
         while True:
@@ -159,12 +173,12 @@ class BatchFeeder:
                 if step < self.start_step:
                     step += 1
                     continue
-                tokens, mask, real = pack_batch([dataset[i] for i in batches[b]], max_seq_length)
+                arrays, real = dataset.batch(batches[b], max_seq_length)
                 if step > self.start_step:
                     self._count_step(step)
                 self._pending = real
                 step += 1
-                yield mx.array(tokens), mx.array(mask)
+                yield arrays
             # mlx-lm's iterator reshuffles per epoch; so does this one, from the same generator.
 
     def _count_step(self, step: int) -> None:
@@ -332,6 +346,52 @@ def _optimizer(run: ResolvedRun) -> optim.Optimizer:
     )
 
 
+def _cached_or_plain(
+    model: nn.Module,
+    run: ResolvedRun,
+    train_set: MaskedDataset,
+    valid_set: MaskedDataset,
+    *,
+    progress: bool,
+) -> tuple[Callable[..., tuple[mx.array, mx.array]], Any, Any]:
+    """The loss and datasets a run trains with: the plain masked loss on tokens, or (with
+    ``cache_frozen_layers`` and frozen bottom layers) the top layers on cached states."""
+    config = run.config
+    cut = (
+        frozen_cut(model, config.num_layers, config.fine_tune_type)
+        if config.cache_frozen_layers
+        else 0
+    )
+    if not cut:
+        return masked_loss, train_set, valid_set
+    started = time.perf_counter()
+    cached = {}
+    with _progress(progress) as bar:
+        for name, dataset in (("train", train_set), ("valid", valid_set)):
+            task = bar.add_task(
+                f"cache {cut} frozen layers: {name}", total=len(dataset), loss="-", tps="-"
+            )
+            cached[name] = build_cached_split(
+                model,
+                dataset.examples,
+                cut,
+                config.max_seq_length,
+                # mlx-lm's gradient checkpointing cannot pass the shared-prefix caches through
+                share_prefix=not config.grad_checkpoint,
+                on_example=lambda task=task: bar.advance(task),
+            )
+    lengths = [len(e) for e in train_set.examples]
+    first = batch_order(len(train_set), config.batch_size, lengths)[0]
+    check_cached_loss(model, cached["train"], cut, masked_loss, first, config.max_seq_length)
+    log.info(
+        "frozen_cache_ready",
+        layers=cut,
+        seconds=round(time.perf_counter() - started, 2),
+        megabytes=round(sum(c.nbytes for c in cached.values()) / 2**20, 1),
+    )
+    return CachedLoss(cut), cached["train"], cached["valid"]
+
+
 def load_splits(run: ResolvedRun, tokenizer: Any, *, progress: bool) -> dict[str, SplitExamples]:
     """Render and mask every split; a bad row raises DataError naming file:line."""
     eot_ids = end_of_turn_ids(tokenizer, _end_of_turn_markers(run.model))
@@ -392,6 +452,9 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         loss_log.path.unlink(missing_ok=True)
         if config.resume_adapter_file is not None:
             model.load_weights(config.resume_adapter_file, strict=False)
+    loss, train_data, valid_data = _cached_or_plain(
+        model, run, train_set, valid_set, progress=progress
+    )
     save_config(
         {**config.to_dict(), "model": run.model, "adapter_path": str(adapter_dir)},
         adapter_dir / "adapter_config.json",
@@ -435,10 +498,10 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
             mlx_train(
                 model=model,
                 optimizer=optimizer,
-                train_dataset=train_set,
-                val_dataset=valid_set,
+                train_dataset=train_data,
+                val_dataset=valid_data,
                 args=args,
-                loss=masked_loss,
+                loss=loss,
                 iterate_batches=feeder,
                 training_callback=reports,
             )
@@ -447,11 +510,11 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         # mlx-lm validates before the last step; measure the adapter as saved.
         valid_loss = evaluate(
             model=model,
-            dataset=valid_set,
+            dataset=valid_data,
             batch_size=config.batch_size,
             num_batches=config.val_batches,
             max_seq_length=config.max_seq_length,
-            loss=masked_loss,
+            loss=loss,
             iterate_batches=feeder,
         )
         loss_log.add("valid", config.iters, valid_loss)

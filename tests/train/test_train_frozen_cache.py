@@ -1,0 +1,91 @@
+"""Cached frozen layers: the same loss and LoRA gradients as the full model, and a cached training
+run whose saved adapter mlx-lm loads with the loss the run reported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import plain_chat, tool_conversation, write_split
+
+from punie.models.blas import child_env, choose_blas
+
+CHECK = Path(__file__).with_name("frozen_cache_check.py")
+
+SHORT = tool_conversation("a.py", "X = 3\n", "It sets X to 3.")
+LONG = tool_conversation(
+    "pkg/long_module.py",
+    "def double(x):\n    return x * 2\n\n\ndef triple(x):\n    return x * 3\n" * 3,
+    "It defines double and triple three times over; the last definitions win.",
+)
+CHAT = plain_chat("What is 2 plus 2?", "2 plus 2 is 4.")
+
+
+def run_check(tmp_path: Path, model_dir: Path, rows: list[dict], layers: int) -> dict:
+    rows_file = tmp_path / "rows.json"
+    rows_file.write_text(json.dumps(rows), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(CHECK), str(model_dir), str(layers), str(rows_file)],
+        env=child_env(choose_blas()),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("rows", "layers", "shares_prefix"),
+    [((SHORT, LONG), 3, True), ((CHAT, LONG), 2, False)],
+    ids=["shared-system-prompt", "no-shared-prefix"],
+)
+def test_cached_loss_and_lora_gradients_match_the_full_model(
+    tmp_path, model_dir, rows, layers, shares_prefix
+):
+    report = run_check(tmp_path, model_dir, list(rows), layers)
+    short, long = report["lengths"]
+    assert short < long <= report["pad_width"]  # the shorter row is padded
+    assert report["cut"] == 30 - layers
+    assert (report["shared_prefix"] > 0) == shares_prefix
+    assert report["cached_tokens"] == report["plain_tokens"] > 0
+    assert report["cached_loss"] == pytest.approx(report["plain_loss"], rel=1e-5)
+    assert len(report["grads"]) == layers * 7 * 2  # lora_a and lora_b of 7 projections a layer
+    for grad in report["grads"]:
+        assert grad["max"] > 0, grad["name"]
+        assert grad["max_diff"] <= 1e-4 * grad["max"] + 1e-7, grad
+
+
+@pytest.mark.slow
+def test_cached_run_saves_an_adapter_with_the_reported_loss(tmp_path, model_dir):
+    from mlx_lm import load
+
+    from punie.train import make_config, train
+    from punie.train.masking import assistant_mask, end_of_turn_ids
+    from punie.train.trainer import masked_loss, pack_batch
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_split(data / "train.jsonl", [SHORT, LONG])
+    write_split(data / "valid.jsonl", [SHORT, LONG])
+    result = train(
+        make_config(
+            {"data": str(data), "adapter_path": str(tmp_path / "adapter"), "num_layers": 4,
+             "batch_size": 2, "iters": 2, "max_seq_length": 1024, "learning_rate": 1e-3,
+             "steps_per_report": 1, "val_batches": -1, "cache_frozen_layers": True}
+        ),
+        progress=False,
+    )  # fmt: skip
+    import mlx.core as mx
+
+    tuned, tokenizer = load(str(model_dir), adapter_path=str(result.adapter_dir))
+    eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
+    examples = [assistant_mask(tokenizer, r["messages"], r["tools"], eot) for r in (SHORT, LONG)]
+    tokens, mask, _ = pack_batch(examples, 1024)
+    loss, _ = masked_loss(tuned, mx.array(tokens), mx.array(mask))
+    assert loss.item() == pytest.approx(result.final_valid_loss, rel=1e-3)
