@@ -71,6 +71,9 @@ _NAME_FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"gemma"), "gemma"),
 )
 
+# Tags a chat template wraps tool results in; the model itself never writes them.
+_TOOL_RESULT_TAGS: tuple[str, ...] = ("<tool_response>",)
+
 # Tokens whose presence names a family, for profiles derived from a folder.
 _TOKEN_FAMILIES: tuple[tuple[str, str], ...] = (
     ("<|im_end|>", "chatml"),
@@ -207,7 +210,9 @@ def _from_folder(folder: Path) -> ModelProfile | None:
     in_template = tuple(t for t in eos_tokens if template and t in template)
     end_of_turn = in_template or eos_tokens[:1]
     headers = _role_headers(template)
-    stops = _unique([*end_of_turn, *eos_tokens, *headers])
+    # A model that writes the tool's own turn marker is inventing a tool result.
+    invented = tuple(t for t in _TOOL_RESULT_TAGS if template and t in template)
+    stops = _unique([*end_of_turn, *eos_tokens, *headers, *invented])
     family = next((f for token, f in _TOKEN_FAMILIES if token in stops), "custom")
     return ModelProfile(
         family=family,

@@ -222,9 +222,15 @@ def smollm2_dir(tmp_path: Path, smollm2_metadata: dict[str, object]) -> Path:
 def test_qwen25_folder_gives_im_end_endoftext_and_role_header(qwen25_dir: Path) -> None:
     profile = resolve_profile("mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", model_dir=qwen25_dir)
     assert profile.family == "chatml"
-    assert profile.stop_sequences == ("<|im_end|>", "<|endoftext|>", "<|im_start|>")
+    # the tools template wraps results in <tool_response>: a model writing it invents a result
+    assert profile.stop_sequences == (
+        "<|im_end|>",
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<tool_response>",
+    )
     assert profile.end_of_turn == ("<|im_end|>",)
-    assert profile.cut_markers[:3] == profile.stop_sequences
+    assert profile.cut_markers[:4] == profile.stop_sequences
     assert "\nUSER:" in profile.cut_markers
     assert profile.source == f"model folder {qwen25_dir}"
 
@@ -283,7 +289,12 @@ def test_hf_id_in_local_cache_is_derived(tmp_path: Path, qwen25_dir: Path) -> No
         "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", hf_cache_dir=tmp_path / "hub"
     )
     assert profile.source == f"model folder {snapshot}"
-    assert profile.stop_sequences == ("<|im_end|>", "<|endoftext|>", "<|im_start|>")
+    assert profile.stop_sequences == (
+        "<|im_end|>",
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<tool_response>",
+    )
 
 
 @pytest.mark.parametrize(
