@@ -7,7 +7,10 @@ back as the same PunieError with the same one-line message.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,10 +67,10 @@ def _train_in_child(config: TrainConfig, *, progress: bool, choice: BlasChoice) 
         command = [sys.executable, "-m", "punie.train.worker", str(request)]
         log.info("train_child_start", blas=choice.name, library=str(choice.library))
         # The child inherits stdout/stderr so its progress bar draws on this terminal.
-        completed = subprocess.run(command, env=child_env(choice), check=False)
+        returncode = run_child(command, child_env(choice))
         if not response.is_file():
             raise errors.PunieError(
-                f"training process exited with status {completed.returncode} before reporting; "
+                f"training process exited with status {returncode} before reporting; "
                 "see its output above"
             )
         body = json.loads(response.read_text(encoding="utf-8"))
@@ -75,6 +78,38 @@ def _train_in_child(config: TrainConfig, *, progress: bool, choice: BlasChoice) 
         kind = getattr(errors, body["error"]["type"], PunieError)
         raise kind(body["error"]["message"])
     return TrainResult.from_json(body["result"])
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int):
+    """A preexec_fn: on Linux, ask the kernel to SIGTERM this child when its parent dies."""
+
+    def setup() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
+
+
+def run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` to completion and return its exit status; the child dies with this
+    process (SIGTERM on Linux when the parent is killed) and, sharing the terminal's process
+    group, gets Ctrl-C as before."""
+    preexec = _die_with(os.getpid()) if sys.platform.startswith("linux") else None
+    with subprocess.Popen(command, env=env, preexec_fn=preexec) as child:
+        try:
+            return child.wait()
+        except BaseException:
+            # Ctrl-C reached the child too; give it a moment to stop, then make sure it has.
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
 
 
 def train_from_dict(values: dict, *, progress: bool = True) -> TrainResult:
