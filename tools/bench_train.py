@@ -8,9 +8,14 @@ In one run, each measurement runs in a fresh child process:
   assistant tokens; reported: tokens processed, wall time, time per trained assistant token.
 - BLAS: one LoRA step (masked loss, batch of the same conversations) with the wheel's bundled
   BLAS and with the one `punie.models.blas.choose_blas()` preloads.
+- cached frozen layers (fast BLAS): LoRA steps (batch 4, max_seq_length 1024) on real generated
+  conversations (`punie.data.generate.generate_tasks` on the installed `rich`), plain (full forward
+  from tokens) vs `cache_frozen_layers` (bottom layers run once, top layers per step), for
+  num_layers 8 and 4: seconds per step, tokens/s, and the one-off cache-building time.
 Prints a table of ratios and writes JSON.
 
     uv run python tools/bench_train.py [--json tools/bench_train.json] [--conversations 4]
+        [--cache-steps 3] [--only cache]
 """
 
 from __future__ import annotations
@@ -173,12 +178,91 @@ def _worker_step(model_dir: str, repeats: int) -> dict[str, Any]:
     }
 
 
+CACHE_BATCH = 4
+CACHE_MAX_SEQ = 1024
+CACHE_LAYERS = (8, 4)
+
+
+def _generated_examples(count: int) -> list:
+    """Masked examples from real generated tasks on the installed `rich` package."""
+    import tempfile
+
+    from mlx_lm.utils import load_tokenizer
+
+    from punie.data.generate import generate_tasks
+    from punie.models.embedded import embedded_model_dir
+    from punie.pipeline import package_source
+    from punie.train.masking import assistant_mask, end_of_turn_ids
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        tasks, _ = generate_tasks(
+            package_source("rich"), repo_name="rich", limit=count, seed=0, snapshot_dir=Path(tmp)
+        )
+    tokenizer = load_tokenizer(embedded_model_dir())
+    eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
+    rows = [t.conversation.to_openai() for t in tasks]
+    examples = [assistant_mask(tokenizer, r["messages"], r.get("tools"), eot) for r in rows]
+    return [e for e in examples if len(e) <= CACHE_MAX_SEQ]
+
+
+def _worker_cache(model_dir: str, steps: int) -> dict[str, Any]:
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from punie.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
+    from punie.train.trainer import MaskedDataset, batch_order, masked_loss
+
+    examples = _generated_examples(CACHE_BATCH * (steps + 1) * 2)
+    batches = batch_order(len(examples), CACHE_BATCH, [len(e) for e in examples])
+    # The longest batches: what dominates a training run's time.
+    batches = batches[-(steps + 1) :]
+    plain_set = MaskedDataset(examples)
+    out: dict[str, Any] = {
+        "examples": len(examples),
+        "mean_tokens": sum(len(e) for e in examples) / len(examples),
+    }
+    for layers in CACHE_LAYERS:
+        model, _ = load(model_dir)
+        model.freeze()
+        linear_to_lora_layers(model, layers, dict(LORA))
+        model.train()
+        optimizer = optim.Adam(learning_rate=1e-4)
+        cut = frozen_cut(model, layers, "lora")
+        started = time.perf_counter()
+        cached_set = build_cached_split(model, examples, cut, CACHE_MAX_SEQ)
+        build_s = time.perf_counter() - started
+        row: dict[str, Any] = {"cache_build_s": build_s, "cached_mb": cached_set.nbytes / 2**20}
+        for name, dataset, loss in (
+            ("plain", plain_set, masked_loss),
+            ("cached", cached_set, CachedLoss(cut)),
+        ):
+            loss_and_grad = nn.value_and_grad(model, loss)
+            times, tokens = [], 0
+            for k, ids in enumerate(batches):
+                arrays, real = dataset.batch(ids, CACHE_MAX_SEQ)
+                tic = time.perf_counter()
+                (value, _), grads = loss_and_grad(model, *arrays)
+                optimizer.update(model, grads)
+                mx.eval(value, model.parameters(), optimizer.state)
+                if k:  # the first step warms up
+                    times.append(time.perf_counter() - tic)
+                    tokens += real
+            row[name] = {"step_s": sum(times) / len(times), "tokens_per_s": tokens / sum(times)}
+        row["speedup"] = row["plain"]["step_s"] / row["cached"]["step_s"]
+        out[f"num_layers_{layers}"] = row
+    return out
+
+
 # --- parent ---------------------------------------------------------------------------------------
 
 
 def _child(kind: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", kind, "--model", args.model]
     command += ["--conversations", str(args.conversations), "--repeats", str(args.repeats)]
+    command += ["--cache-steps", str(args.cache_steps)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -191,11 +275,16 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--worker", choices=["masking", "step"], help=argparse.SUPPRESS)
+    parser.add_argument("--cache-steps", type=int, default=3)
+    parser.add_argument("--only", choices=["cache"], help="run only the cached-layers section")
+    parser.add_argument("--worker", choices=["masking", "step", "cache"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        fn = _worker_masking if args.worker == "masking" else _worker_step
-        arg = args.conversations if args.worker == "masking" else args.repeats
+        fn, arg = {
+            "masking": (_worker_masking, args.conversations),
+            "step": (_worker_step, args.repeats),
+            "cache": (_worker_cache, args.cache_steps),
+        }[args.worker]
         print(json.dumps(fn(args.model, arg)))
         return
 
@@ -212,6 +301,13 @@ def main() -> None:
     stock_env = child_env(BlasChoice(REFERENCE_NAME, None, {}))
     stock_env.pop("LD_PRELOAD", None)
     console = Console()
+    with console.status("cached frozen layers vs plain (fast BLAS)"):
+        cache = _child("cache", child_env(fast), args)
+    _print_cache(console, cache)
+    if args.only == "cache":
+        _write(args.json, {"machine": _machine(), "model": args.model, "cache": cache})
+        console.print(f"wrote {args.json}")
+        return
     with console.status("one-pass vs per-turn (fast BLAS)"):
         masking = _child("masking", child_env(fast), args)
     with console.status("one LoRA step, fast BLAS"):
@@ -259,7 +355,7 @@ def main() -> None:
     )
     console.print(blas)
     body = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": _machine(),
         "model": args.model,
         "layers": LAYERS,
         "batch": BATCH,
@@ -268,10 +364,43 @@ def main() -> None:
                  "fast": {"blas": fast.name, **step_fast}},
         "ratios": ratios,
         "target_met": ratios["one_pass_speedup_per_trained_token"] >= 1.5,
+        "cache": cache,
     }  # fmt: skip
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    _write(args.json, body)
     console.print(f"wrote {args.json}")
+
+
+def _machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "cpus": os.cpu_count()}
+
+
+def _write(path: Path, body: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+
+
+def _print_cache(console: Any, cache: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"LoRA step, plain vs cached frozen layers (batch {CACHE_BATCH}, "
+        f"{cache['examples']} generated conversations, mean {cache['mean_tokens']:.0f} tokens)"
+    )
+    for col in ("num_layers", "plain s/step", "cached s/step", "plain tok/s", "cached tok/s",
+                "speed-up", "cache build (s)"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for layers in CACHE_LAYERS:
+        row = cache[f"num_layers_{layers}"]
+        table.add_row(
+            str(layers),
+            f"{row['plain']['step_s']:.2f}",
+            f"{row['cached']['step_s']:.2f}",
+            f"{row['plain']['tokens_per_s']:.0f}",
+            f"{row['cached']['tokens_per_s']:.0f}",
+            f"{row['speedup']:.2f}x",
+            f"{row['cache_build_s']:.1f}",
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":
