@@ -17,7 +17,18 @@ import platformdirs
 from rich.console import Console
 
 from punie.adapters import remember_adapter
-from punie.pipeline import Stages, as_json, package_source
+from punie.pipeline import Stages, as_json, code_digest, package_source
+
+GENERATOR_CODE = ("punie.data.generate", "punie.data.code_facts", "punie.agent", "punie.tools")
+RUNTIME_CODE = (
+    "punie.evaluation",
+    "punie.runner",
+    "punie.agent",
+    "punie.guards",
+    "punie.reply_recovery",
+    "punie.profiles",
+    "punie.tools",
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,11 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
             )
             return {"report": as_json(report), "folder": str(folder)}
 
-        return stages.run(f"tasks-{package}", {"limit": limit, "seed": config.seed, "v": 1}, build)
+        return stages.run(
+            f"tasks-{package}",
+            {"limit": limit, "seed": config.seed, "code": code_digest(*GENERATOR_CODE)},
+            build,
+        )
 
     train = generate(config.train_package, config.train_tasks)
     valid = generate(config.valid_package, config.valid_tasks)
@@ -90,7 +105,8 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
             reports[source] = as_json(report)
         return {"reports": reports, "folder": str(folder)}
 
-    inputs = {s: str(shipped[s]) for s in ("glaive", "when2call", "hermes")}
+    inputs: dict[str, Any] = {s: str(shipped[s]) for s in ("glaive", "when2call", "hermes")}
+    inputs["code"] = code_digest("punie.data", "punie.toolcall_text")
     generic = stages.run("generic", inputs, convert)
 
     def mix(folder: Path) -> dict[str, Any]:
@@ -115,7 +131,8 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
     mixed = stages.run(
         "mixed",
         {"train": train, "valid": valid, "generic": generic, "ratio": config.ratio,
-         "seed": config.seed, "max_seq_length": config.max_seq_length, "model": str(model_dir)},
+         "seed": config.seed, "max_seq_length": config.max_seq_length, "model": str(model_dir),
+         "code": code_digest("punie.data.mix")},
         mix,
     )  # fmt: skip
     return {
@@ -153,7 +170,7 @@ def train_stage(
         result = train(make_config({**values, "adapter_path": str(folder / "adapter")}))
         return {"result": as_json(result), "adapter": str(result.adapter_dir)}
 
-    summary = stages.run(name, values, build)
+    summary = stages.run(name, {**values, "code": code_digest("punie.train")}, build)
     return Path(summary["adapter"])
 
 
@@ -194,7 +211,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
 
     eval_inputs = {"tasks": [t.id for t in tasks], "adapter": str(adapter),
                    "train": asdict(replace(config, workdir=Path("."))),
-                   "max_tokens": config.eval_max_tokens}  # fmt: skip
+                   "max_tokens": config.eval_max_tokens,
+                   "code": code_digest(*RUNTIME_CODE)}  # fmt: skip
     report = stages.run("eval", eval_inputs, evaluate_both)
 
     def harvest(folder: Path) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
-from punie.demo import DemoConfig, build_data, train_stage
-from punie.pipeline import Stages
+from punie.demo import RUNTIME_CODE, DemoConfig, build_data, train_stage
+from punie.pipeline import Stages, code_digest
 
 COLUMNS = (
     ("termination_rate", "terminated", "{:.0%}"),
@@ -78,6 +78,7 @@ def run_recipes_experiment(config: DemoConfig, console: Console | None = None) -
             "tasks": [t.id for t in tasks],
             "adapters": {k: str(v) for k, v in adapters.items()},
             "max_tokens": config.eval_max_tokens,
+            "code": code_digest(*RUNTIME_CODE),
         }
         report = stages.run(f"experiment-stop-{wire}", inputs, run_eval)
         for recipe in adapters:

@@ -74,6 +74,21 @@ class Stages:
         return summary
 
 
+def code_digest(*modules: str) -> str:
+    """A hash of the source files of Punie modules or packages, so a stage whose code changed
+    is rebuilt (`"punie.train"` covers the whole package)."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ConfigError(f"module {name!r} not found")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for file in files:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_source(name: str) -> Path:
     """The source folder of an installed package (real code nobody here wrote)."""
     spec = importlib.util.find_spec(name)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from punie.adapters import latest_adapter, remember_adapter
 from punie.errors import ConfigError
-from punie.pipeline import Stages, package_source
+from punie.pipeline import Stages, code_digest, package_source
 
 
 def test_a_stage_runs_once_per_inputs_and_rebuilds_when_they_change(tmp_path: Path) -> None:
@@ -68,3 +68,16 @@ def test_the_newest_adapter_is_remembered_per_model(tmp_path: Path) -> None:
     other = tmp_path / "other-model"
     other.mkdir()
     assert latest_adapter(other, data_dir=tmp_path) is None
+
+
+def test_code_digest_changes_with_the_source(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "digestpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "stage.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest("digestpkg")
+    assert code_digest("digestpkg") == before
+    (package / "stage.py").write_text("X = 2\n")
+    assert code_digest("digestpkg") != before
+    assert code_digest("digestpkg.stage") != before

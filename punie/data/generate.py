@@ -250,7 +250,7 @@ class TaskGenerator:
                 f"Which file defines `{d.name}`?",
             ),
         )
-        pattern = rf"^(async )?def {d.name}\("
+        pattern = f"def {d.name}[(]"
         step = self._definition_grep(pattern, d)
         answer = _pick(
             self.rng,
@@ -259,7 +259,14 @@ class TaskGenerator:
                 f"The function `{d.name}` is defined on line {d.line} of `{d.path}`.",
             ),
         )
-        accepted = [pattern, f"def {d.name}\\(", f"def {d.name}", f"def {d.name}\\b", d.name]
+        accepted = [
+            pattern,
+            rf"^(async )?def {d.name}\(",
+            f"def {d.name}\\(",
+            f"def {d.name}",
+            f"def {d.name}\\b",
+            d.name,
+        ]
         return self.task(
             "find_function",
             "single_tool",
@@ -280,10 +287,17 @@ class TaskGenerator:
                 f"Find where `{d.name}` is declared.",
             ),
         )
-        pattern = rf"^class {d.name}\b"
+        pattern = f"class {d.name}[(:]"
         step = self._definition_grep(pattern, d)
         answer = f"The class `{d.name}` is defined in `{d.path}` at line {d.line}."
-        accepted = [pattern, f"class {d.name}\\b", f"class {d.name}", f"^class {d.name}", d.name]
+        accepted = [
+            pattern,
+            rf"^class {d.name}\b",
+            f"class {d.name}\\b",
+            f"class {d.name}",
+            f"^class {d.name}",
+            d.name,
+        ]
         return self.task(
             "find_class",
             "single_tool",
@@ -314,7 +328,7 @@ class TaskGenerator:
                 f"What classes derive from `{base}`?",
             ),
         )
-        pattern = rf"^class \w+\(.*\b{base}\b"
+        pattern = f"class .*[(, ]{base}[),]"
         step = self.ok("grep", {"pattern": pattern, "glob": "*.py"})
         _untruncated(step.result)
         if sorted(_grep_hits(step.result)) != sorted((d.path, d.line) for d in subs):
@@ -345,7 +359,7 @@ class TaskGenerator:
                 f"List the imports of `{path}`.",
             ),
         )
-        step = self.ok("grep", {"pattern": r"^\s*(import|from)\s", "path": path})
+        step = self.ok("grep", {"pattern": "import ", "path": path})
         _untruncated(step.result)
         if any(m not in step.result for m in imports.modules):
             raise _Skip("grep_disagrees_with_ast")
@@ -474,7 +488,7 @@ class TaskGenerator:
                 f"What is the signature of `{d.name}`? List its parameters.",
             ),
         )
-        pattern = rf"^(async )?def {d.name}\("
+        pattern = f"def {d.name}[(]"
         first = self._definition_grep(pattern, d)
         second = self._signature_read(d)
         answer = f"{answer[:-1]}; it is defined in `{d.path}` at line {d.line}."
@@ -497,7 +511,7 @@ class TaskGenerator:
                 f"What does the docstring of {d.name} say?",
             ),
         )
-        first = self._definition_grep(rf"^class {d.name}\b", d)
+        first = self._definition_grep(f"class {d.name}[(:]", d)
         end = min(d.end_line, d.line + 12)
         second = self.ok("read_file", {"path": d.path, "start_line": d.line, "end_line": end})
         assert d.docstring is not None
@@ -723,7 +737,7 @@ class TaskGenerator:
             self.rng,
             (f"Open `{name}` for me.", f"Show me {name}.", f"I want to change `{name}`."),
         )
-        step = self.ok("grep", {"pattern": rf"^\s*(async\s+)?(def|class) {name}\b"})
+        step = self.ok("grep", {"pattern": f"(def|class) {name}[(:]"})
         if sorted(_grep_hits(step.result)) != [(d.path, d.line) for d in defs]:
             raise _Skip("grep_disagrees_with_ast")
         places = [
@@ -767,7 +781,7 @@ class TaskGenerator:
         first = self.call("grep", {"pattern": needle})
         if not first.error or "not a valid regular expression" not in first.result:
             raise _Skip("expected_error_missing")
-        fixed = re.escape(d.name) + r"\("
+        fixed = f"{d.name}[(]"
         second = self.ok("grep", {"pattern": fixed})
         if sorted(_grep_hits(second.result)) != hits:
             raise _Skip("grep_disagrees_with_files")
