@@ -8,6 +8,7 @@ stage whose inputs did not change.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -105,7 +106,11 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
             reports[source] = as_json(report)
         return {"reports": reports, "folder": str(folder)}
 
-    inputs: dict[str, Any] = {s: str(shipped[s]) for s in ("glaive", "when2call", "hermes")}
+    # By content, not path: a fresh clone elsewhere reuses what an identical one built.
+    inputs: dict[str, Any] = {
+        s: hashlib.sha256(shipped[s].read_bytes()).hexdigest()
+        for s in ("glaive", "when2call", "hermes")
+    }
     inputs["code"] = code_digest("punie.data", "punie.toolcall_text")
     generic = stages.run("generic", inputs, convert)
 
