@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from punie.errors import PunieError
-from punie.runner import default_trace_path
-from punie.tracker import read_traces
+from punie.runtime.runner import default_trace_path
+from punie.runtime.tracker import read_traces
 
 
 def main() -> None:

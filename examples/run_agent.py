@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio
 
-from punie.agent import AgentSettings, ToolDeps, create_agent
-from punie.guards import Budgets
-from punie.profiles import resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.tracker import TraceWriter
+from punie.records.profile import resolve_profile
+from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
+from punie.runtime.guards import Budgets
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tracker import TraceWriter
 
 HERE = Path(__file__).parent
 
@@ -49,8 +49,8 @@ def main() -> None:
     if args.base_url:
         anyio.run(ask, args.base_url, args.model, args.question, args.repo, args.model)
         return
-    from punie.models.embedded import embedded_model_dir
-    from punie.server import serve_model
+    from punie.mlx.embedded import embedded_model_dir
+    from punie.mlx.server import serve_model
 
     folder = embedded_model_dir()
     with serve_model(folder) as server:  # a real mlx-lm server on 127.0.0.1, stopped on exit

@@ -14,11 +14,11 @@ import anyio
 import pytest
 from scripted_server import RawReply, ScriptedServer, text_reply, tool_reply
 
-from punie.agent import ToolDeps, create_agent
-from punie.guards import RunStatus
-from punie.profiles import resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.tracker import TraceWriter, read_traces
+from punie.records.profile import resolve_profile
+from punie.runtime.agent import ToolDeps, create_agent
+from punie.runtime.guards import RunStatus
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tracker import TraceWriter, read_traces
 
 PROFILE = resolve_profile("qwen2.5-coder")
 FLIGHT = "<|im_start|>user\nCan you book a flight for me from New York to Los Angeles?<|im_end|>"

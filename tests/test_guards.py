@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from punie.guards import GuardTripped, LoopDetector, RunStatus, find_degenerate_repeat
+from punie.runtime.guards import GuardTripped, LoopDetector, RunStatus, find_degenerate_repeat
 
 PARAGRAPH = (
     "The `Item` class is a class that is used to create a collection of objects, "

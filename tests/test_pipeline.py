@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from punie.adapters import latest_adapter, remember_adapter
 from punie.errors import ConfigError
-from punie.pipeline import Stages, code_digest, package_source
+from punie.loop.stages import Stages, code_digest, package_source
+from punie.mlx.adapters import latest_adapter, remember_adapter
 
 
 def test_a_stage_runs_once_per_inputs_and_rebuilds_when_they_change(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from punie.errors import ConfigError
-from punie.profiles import ModelProfile, known_families, resolve_profile
+from punie.records.profile import ModelProfile, known_families, resolve_profile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,13 +19,13 @@ from model_helpers import write_random_adapter
 from scripted_server import Forward, ScriptedServer, tool_reply
 from transformers import AutoTokenizer
 
-from punie.agent import AgentSettings, ToolDeps, create_agent
-from punie.guards import Budgets, RunStatus
-from punie.models.embedded import embedded_model_dir
-from punie.profiles import resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.server import RunningServer, serve_model
-from punie.tracker import TraceWriter, read_traces
+from punie.mlx.embedded import embedded_model_dir
+from punie.mlx.server import RunningServer, serve_model
+from punie.records.profile import resolve_profile
+from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
+from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tracker import TraceWriter, read_traces
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from punie.agent import ToolDeps, create_agent
-from punie.guards import Budgets, RunStatus
-from punie.profiles import resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.tracker import TraceWriter, read_traces
+from punie.records.profile import resolve_profile
+from punie.runtime.agent import ToolDeps, create_agent
+from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tracker import TraceWriter, read_traces
 
 PROFILE = resolve_profile("qwen2.5-coder")
 

@@ -18,14 +18,14 @@ import pytest
 from model_helpers import write_random_adapter
 
 from punie.errors import ServerError
-from punie.server import RunningServer, serve_model
+from punie.mlx.server import RunningServer, serve_model
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
-    from punie.models.embedded import embedded_model_dir
+    from punie.mlx.embedded import embedded_model_dir
 
     return embedded_model_dir()
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from punie.profiles import known_families
-from punie.toolcall_text import ParsedReply, TextToolCall, cut_at_markers, parse_tool_calls
+from punie.records.profile import known_families
+from punie.records.toolcall_text import ParsedReply, TextToolCall, cut_at_markers, parse_tool_calls
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 GLAIVE_ROWS = SHARED_DATA / "glaive_real_rows.jsonl"

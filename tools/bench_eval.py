@@ -15,8 +15,8 @@ from pathlib import Path
 from punie.evaluation import load_suite
 from punie.evaluation.evaluate import EvalOptions, EvalTarget, evaluate_target
 from punie.evaluation.suite import shipped_suites
-from punie.models.embedded import embedded_model_dir
-from punie.server import serve_model
+from punie.mlx.embedded import embedded_model_dir
+from punie.mlx.server import serve_model
 
 
 def main() -> None:

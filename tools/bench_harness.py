@@ -29,13 +29,13 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from rich.console import Console
 from rich.table import Table
 
-from punie.agent import ToolDeps, create_agent
-from punie.guards import Budgets
 from punie.logs import configure_logging
-from punie.profiles import resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.tools import Workspace, grep
-from punie.tracker import TraceWriter
+from punie.records.profile import resolve_profile
+from punie.runtime.agent import ToolDeps, create_agent
+from punie.runtime.guards import Budgets
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tools import Workspace, grep
+from punie.runtime.tracker import TraceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 

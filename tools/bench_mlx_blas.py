@@ -1,7 +1,7 @@
 """Benchmark MLX on Linux CPU with the wheel's bundled BLAS vs the BLAS Punie preloads.
 
 In one run, each measurement runs in a fresh child process, once with the stock environment and
-once with `punie.models.blas.child_env(choose_blas())`: a 2048² float32 matmul (GFLOP/s), prompt
+once with `punie.mlx.blas.child_env(choose_blas())`: a 2048² float32 matmul (GFLOP/s), prompt
 processing and generation on the embedded SmolLM2 model (tok/s), and one LoRA training step
 (8 layers, batch 4 x 480 tokens; seconds). Prints a table with the ratios and writes JSON.
 
@@ -149,8 +149,8 @@ def main() -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from punie.models.blas import child_env, choose_blas
-    from punie.models.embedded import embedded_model_dir
+    from punie.mlx.blas import child_env, choose_blas
+    from punie.mlx.embedded import embedded_model_dir
 
     console = Console()
     fast_choice = choose_blas()

@@ -7,10 +7,10 @@ In one run, each measurement runs in a fresh child process:
   once as one example per assistant turn (what stock `--mask-prompt` needs). Both train the same
   assistant tokens; reported: tokens processed, wall time, time per trained assistant token.
 - BLAS: one LoRA step (masked loss, batch of the same conversations) with the wheel's bundled
-  BLAS and with the one `punie.models.blas.choose_blas()` preloads.
+  BLAS and with the one `punie.mlx.blas.choose_blas()` preloads.
 - cached frozen layers (fast BLAS): LoRA steps (batch 4, max_seq_length 1024) on real generated
-  conversations (`punie.data.generate.generate_tasks` on the installed `rich`), plain (full forward
-  from tokens) vs `cache_frozen_layers` (bottom layers run once, top layers per step), for
+  conversations (`punie.data.generate.tasks.generate_tasks` on the installed `rich`), plain (full
+  forward from tokens) vs `cache_frozen_layers` (bottom layers run once, top layers per step), for
   num_layers 8 and 4: seconds per step, tokens/s, and the one-off cache-building time.
 Prints a table of ratios and writes JSON.
 
@@ -98,7 +98,7 @@ def _setup(model_dir: str) -> tuple[Any, Any, Any, Any]:
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from punie.train.trainer import masked_loss
+    from punie.mlx.train.trainer import masked_loss
 
     model, tokenizer = load(model_dir)
     model.freeze()
@@ -119,7 +119,7 @@ def _steps(model: Any, optimizer: Any, loss_and_grad: Any, batches: list) -> flo
 
 
 def _batches(examples: list, batch: int) -> tuple[list, int]:
-    from punie.train.trainer import pack_batch
+    from punie.mlx.train.trainer import pack_batch
 
     ordered = sorted(examples, key=len)
     out, processed = [], 0
@@ -131,7 +131,7 @@ def _batches(examples: list, batch: int) -> tuple[list, int]:
 
 
 def _worker_masking(model_dir: str, n: int) -> dict[str, Any]:
-    from punie.train.masking import assistant_mask, end_of_turn_ids, per_turn_examples
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids, per_turn_examples
 
     model, tokenizer, optimizer, loss_and_grad = _setup(model_dir)
     eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
@@ -159,7 +159,7 @@ def _worker_masking(model_dir: str, n: int) -> dict[str, Any]:
 
 
 def _worker_step(model_dir: str, repeats: int) -> dict[str, Any]:
-    from punie.train.masking import assistant_mask, end_of_turn_ids
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
 
     model, tokenizer, optimizer, loss_and_grad = _setup(model_dir)
     eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
@@ -189,10 +189,10 @@ def _generated_examples(count: int) -> list:
 
     from mlx_lm.utils import load_tokenizer
 
-    from punie.data.generate import generate_tasks
-    from punie.models.embedded import embedded_model_dir
-    from punie.pipeline import package_source
-    from punie.train.masking import assistant_mask, end_of_turn_ids
+    from punie.data.generate.tasks import generate_tasks
+    from punie.loop.stages import package_source
+    from punie.mlx.embedded import embedded_model_dir
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tasks, _ = generate_tasks(
@@ -212,8 +212,8 @@ def _worker_cache(model_dir: str, steps: int) -> dict[str, Any]:
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from punie.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
-    from punie.train.trainer import MaskedDataset, batch_order, masked_loss
+    from punie.mlx.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
+    from punie.mlx.train.trainer import MaskedDataset, batch_order, masked_loss
 
     examples = _generated_examples(CACHE_BATCH * (steps + 1) * 2)
     batches = batch_order(len(examples), CACHE_BATCH, [len(e) for e in examples])
@@ -291,10 +291,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from punie.models.blas import REFERENCE_NAME, BlasChoice, child_env, choose_blas
+    from punie.mlx.blas import REFERENCE_NAME, BlasChoice, child_env, choose_blas
 
     if args.model is None:
-        from punie.models.embedded import embedded_model_dir
+        from punie.mlx.embedded import embedded_model_dir
 
         args.model = str(embedded_model_dir())
     fast = choose_blas()

@@ -91,7 +91,7 @@ def generate(
     ] = None,
 ) -> None:
     """Build grounded code tasks from a real repository, running the real tools."""
-    from punie.data.generate import generate_to_files
+    from punie.data.generate.tasks import generate_to_files
 
     with _progress() as progress:
         task = progress.add_task(f"generate {repo_name or repo.name}", total=limit)

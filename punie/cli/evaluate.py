@@ -104,7 +104,7 @@ def demo_command(
     """The whole loop offline: data, training, base-vs-tuned evaluation, verified harvest."""
     from dataclasses import replace
 
-    from punie.demo import DemoConfig, run_demo
+    from punie.loop.demo import DemoConfig, run_demo
 
     config = DemoConfig()
     overrides = {
@@ -140,8 +140,8 @@ def experiment_recipes_command(
     """Earlier recipe vs Punie's, each with and without stop sequences: the 2x2 table."""
     from dataclasses import replace
 
-    from punie.demo import DemoConfig
-    from punie.experiment import run_recipes_experiment
+    from punie.loop.demo import DemoConfig
+    from punie.loop.experiment import run_recipes_experiment
 
     config = DemoConfig()
     if workdir is not None:

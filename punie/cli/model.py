@@ -19,7 +19,7 @@ def import_gguf_command(
     out: Annotated[Path, typer.Option("--out", help="The mlx-lm model folder to write.")],
 ) -> None:
     """Convert a GGUF model into an mlx-lm folder (weights, config, tokenizer, chat template)."""
-    from punie.models.gguf_import import import_gguf
+    from punie.mlx.gguf_import import import_gguf
 
     folder = import_gguf(file, out)
     typer.echo(str(folder))
@@ -28,6 +28,6 @@ def import_gguf_command(
 @model_app.command("embedded")
 def embedded_command() -> None:
     """Prepare the embedded SmolLM2-135M-Instruct model (once) and print its folder."""
-    from punie.models.embedded import embedded_model_dir
+    from punie.mlx.embedded import embedded_model_dir
 
     typer.echo(str(embedded_model_dir()))

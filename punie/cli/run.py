@@ -8,12 +8,12 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from punie.agent import AgentSettings
 from punie.cli import app
 from punie.errors import ConfigError
-from punie.guards import Budgets, RunStatus
-from punie.runner import RunHooks, default_trace_path, run_question
-from punie.tracker import ModelExchange, ToolCallRecord
+from punie.runtime.agent import AgentSettings
+from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.runner import RunHooks, default_trace_path, run_question
+from punie.runtime.tracker import ModelExchange, ToolCallRecord
 
 console = Console()
 
@@ -122,7 +122,7 @@ def traces_command(
     """List traced runs with their status and tool calls."""
     from rich.table import Table
 
-    from punie.tracker import read_traces
+    from punie.runtime.tracker import read_traces
 
     path = path or default_trace_path()
     outcomes = list(read_traces(path))[-last:]

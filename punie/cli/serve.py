@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from punie.cli import app
-from punie.server import RunningServer, serve_until_interrupted
+from punie.mlx.server import RunningServer, serve_until_interrupted
 
 console = Console()
 
@@ -42,7 +42,7 @@ def serve_command(
 ) -> None:
     """Serve a model with `mlx_lm server` until Ctrl-C; clients send the printed request model."""
     if model is None:
-        from punie.models.embedded import embedded_model_dir
+        from punie.mlx.embedded import embedded_model_dir
 
         model = str(embedded_model_dir())
     serve_until_interrupted(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from punie.cli import app
-from punie.train.recipes import Recipe
+from punie.mlx.train.recipes import Recipe
 
 console = Console()
 
@@ -42,7 +42,7 @@ def train_command(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train an adapter with the loss on every assistant turn (or `--recipe seed`)."""
-    from punie.train import load_config, train
+    from punie.mlx.train import load_config, train
 
     overrides = {
         "model": model,
@@ -91,7 +91,7 @@ def fuse_command(
     dequantize: bool = typer.Option(False, "--dequantize", help="Write unquantized weights."),
 ) -> None:
     """Merge an adapter into its base model: a folder mlx-lm and `punie serve` load."""
-    from punie.train.fuse import fuse
+    from punie.mlx.train.fuse import fuse
 
     folder = fuse(adapter, out, model=model, dequantize=dequantize)
     console.print(f"wrote fused model to {folder}", highlight=False)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import structlog
 
-from punie.data.glaive import convert_glaive
-from punie.data.hermes import convert_hermes
-from punie.data.records import Conversation, Message, Meta, ToolCall, write_conversations
-from punie.data.report import ConversionReport, RowConverter, convert_rows
-from punie.data.sources import iter_rows, shipped_public_rows
-from punie.data.when2call import convert_when2call
-from punie.data.xlam import convert_xlam
+from punie.data.convert.glaive import convert_glaive
+from punie.data.convert.hermes import convert_hermes
+from punie.data.convert.report import ConversionReport, RowConverter, convert_rows
+from punie.data.convert.sources import iter_rows, shipped_public_rows
+from punie.data.convert.when2call import convert_when2call
+from punie.data.convert.xlam import convert_xlam
 from punie.errors import DataError
+from punie.records.conversation import Conversation, Message, Meta, ToolCall, write_conversations
 
 __all__ = [
     "CONVERTERS",

@@ -31,12 +31,12 @@ from pydantic_ai.messages import (
 )
 from rich.table import Table
 
-from punie.agent import SYSTEM_PROMPT, code_tool_schemas
-from punie.data.records import Conversation, Message, Meta, ToolCall, write_conversations
 from punie.data.redact import Redactor
 from punie.errors import DataError
-from punie.tools import DEFAULT_OUTPUT_LIMIT, cap_output
-from punie.tracker import RunOutcome, read_traces
+from punie.records.conversation import Conversation, Message, Meta, ToolCall, write_conversations
+from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.runtime.tools import DEFAULT_OUTPUT_LIMIT, cap_output
+from punie.runtime.tracker import RunOutcome, read_traces
 
 log = structlog.get_logger(__name__)
 

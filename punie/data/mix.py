@@ -22,9 +22,9 @@ import structlog
 from rich.table import Table
 
 from punie.data.harvest import is_placeholder_result
-from punie.data.records import Conversation, read_conversations
 from punie.errors import DataError
-from punie.profiles import resolve_profile
+from punie.records.conversation import Conversation, read_conversations
+from punie.records.profile import resolve_profile
 
 log = structlog.get_logger(__name__)
 
@@ -269,7 +269,7 @@ def mix_datasets(
         raise DataError("no --code conversations given: pass at least one --code FILE")
     model_dir = config.model_dir
     if model_dir is None:
-        from punie.models.embedded import embedded_model_dir
+        from punie.mlx.embedded import embedded_model_dir
 
         model_dir = embedded_model_dir()
     validator = TemplateValidator(model_dir, config.max_seq_length)

@@ -21,16 +21,16 @@ import anyio
 import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from punie.agent import AgentSettings, ToolDeps, code_tool_schemas, create_agent
-from punie.data.tasks import TaskSpec
 from punie.errors import ConfigError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
-from punie.guards import Budgets
-from punie.profiles import ModelProfile, resolve_profile
-from punie.runner import RunTarget, run_agent
-from punie.tracker import RunOutcome, TraceWriter
+from punie.records.profile import ModelProfile, resolve_profile
+from punie.records.task import TaskSpec
+from punie.runtime.agent import AgentSettings, ToolDeps, code_tool_schemas, create_agent
+from punie.runtime.guards import Budgets
+from punie.runtime.runner import RunTarget, run_agent
+from punie.runtime.tracker import RunOutcome, TraceWriter
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ class EvalOptions:
 
 def _local_model(model: str | None) -> Path | None:
     if model is None:
-        from punie.models.embedded import embedded_model_dir
+        from punie.mlx.embedded import embedded_model_dir
 
         return embedded_model_dir()
     path = Path(model).expanduser()
@@ -100,12 +100,12 @@ def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[s
                 f"target {target.label!r}: an adapter cannot be applied to a model at "
                 f"{target.base_url}; serve it there with the adapter, or leave out --base-url"
             )
-        from punie.server import DEFAULT_MODEL_NAME
+        from punie.mlx.server import DEFAULT_MODEL_NAME
 
         name = DEFAULT_MODEL_NAME if folder is not None else str(target.model or DEFAULT_MODEL_NAME)
         yield target.base_url, name
         return
-    from punie.server import serve_model
+    from punie.mlx.server import serve_model
 
     served = folder if folder is not None else str(target.model)
     with serve_model(served, adapter=target.adapter) as server:

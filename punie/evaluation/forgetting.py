@@ -21,8 +21,6 @@ import anyio
 import structlog
 from pydantic import BaseModel
 
-from punie.data.records import Conversation, read_conversations
-from punie.data.tasks import TaskSpec
 from punie.errors import DataError
 from punie.evaluation.evaluate import (
     EvalOptions,
@@ -31,8 +29,10 @@ from punie.evaluation.evaluate import (
     target_endpoint,
     target_profile,
 )
-from punie.evaluation.loss import held_out_loss
-from punie.guards import RunStatus
+from punie.mlx.train.loss import held_out_loss
+from punie.records.conversation import Conversation, read_conversations
+from punie.records.task import TaskSpec
+from punie.runtime.guards import RunStatus
 
 log = structlog.get_logger(__name__)
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from punie.data.tasks import TaskSpec
 from punie.evaluation.checks import check_call, missing_facts
 from punie.evaluation.overrun import TokenCounter, run_overrun
 from punie.evaluation.suite import CATEGORIES
-from punie.guards import RunStatus
-from punie.tracker import RunOutcome
+from punie.records.task import TaskSpec
+from punie.runtime.guards import RunStatus
+from punie.runtime.tracker import RunOutcome
 
 
 class RunScore(BaseModel):

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from punie.tracker import ModelExchange
+from punie.runtime.tracker import ModelExchange
 
 log = structlog.get_logger(__name__)
 

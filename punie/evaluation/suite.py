@@ -11,8 +11,9 @@ from pathlib import Path
 
 import structlog
 
-from punie.data.tasks import TaskCategory, TaskSpec, read_tasks
 from punie.errors import DataError
+from punie.records.task import TaskCategory, TaskSpec, read_tasks
+from punie.shipped import shipped_path
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +27,8 @@ CATEGORIES: tuple[TaskCategory, ...] = (
 )
 TOOL_CATEGORIES: frozenset[str] = frozenset({"single_tool", "multi_step", "recovery"})
 
-EVAL_DIR = Path(__file__).resolve().parents[2] / "eval"
-"""The suites shipped with Punie (in a source checkout)."""
+EVAL_DIR = shipped_path("eval")
+"""The suites shipped with Punie (inside the wheel, or the checkout's `eval/`)."""
 
 
 def load_suite(paths: Iterable[Path]) -> list[TaskSpec]:

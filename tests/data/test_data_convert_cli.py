@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from punie.data.records import read_conversations
+from punie.records.conversation import read_conversations
 from tests.conftest import SHARED_DATA
 
 PUNIE = str(Path(sys.executable).with_name("punie"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from punie.data.glaive import convert_glaive, glaive_tools, split_turns
-from punie.data.records import RowRejected
+from punie.data.convert.glaive import convert_glaive, glaive_tools, split_turns
+from punie.records.conversation import RowRejected
 from tests.conftest import SHARED_DATA
 
 GLAIVE_REAL = SHARED_DATA / "glaive_real_rows.jsonl"

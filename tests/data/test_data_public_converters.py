@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from punie.data.hermes import convert_hermes
-from punie.data.records import RowRejected
-from punie.data.when2call import convert_when2call
-from punie.data.xlam import convert_xlam
+from punie.data.convert.hermes import convert_hermes
+from punie.data.convert.when2call import convert_when2call
+from punie.data.convert.xlam import convert_xlam
+from punie.records.conversation import RowRejected
 from tests.conftest import SHARED_DATA
 
 OTHER_ROWS = SHARED_DATA / "other_toolcall_rows.jsonl"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from punie.data.records import (
+from punie.errors import DataError
+from punie.records.conversation import (
     Conversation,
     Message,
     Meta,
@@ -16,7 +17,6 @@ from punie.data.records import (
     read_conversations,
     write_conversations,
 )
-from punie.errors import DataError
 
 TOOL = {
     "type": "function",

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from punie.data import convert_file
-from punie.data.sources import iter_rows, shipped_public_rows
+from punie.data.convert.sources import iter_rows, shipped_public_rows
 from punie.errors import DataError
 
 ROWS = [{"query": f"q{i}", "answers": "[]", "tools": "[]", "text": "x" * i} for i in range(5)]
@@ -28,7 +28,7 @@ def test_jsonl_bad_line_is_a_row_error_not_a_stop(tmp_path: Path) -> None:
 
 
 def test_json_array_streams_across_chunk_boundaries(tmp_path: Path, monkeypatch) -> None:
-    import punie.data.sources as sources
+    import punie.data.convert.sources as sources
 
     monkeypatch.setattr(sources, "_CHUNK", 7)  # every row spans several reads
     path = tmp_path / "rows.json"

@@ -10,12 +10,12 @@ from pathlib import Path
 import anyio as anyio_package
 import pytest
 
-from punie.agent import SYSTEM_PROMPT, code_tool_schemas
 from punie.cli.data import generate as generate_command
-from punie.data.generate import GeneratedTask, generate_tasks
-from punie.data.records import read_conversations
-from punie.data.tasks import TaskSpec, read_tasks, write_tasks
-from punie.tools import Workspace, grep, read_file, run_command, write_file
+from punie.data.generate.tasks import GeneratedTask, generate_tasks
+from punie.records.conversation import read_conversations
+from punie.records.task import TaskSpec, read_tasks, write_tasks
+from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.runtime.tools import Workspace, grep, read_file, run_command, write_file
 
 PACKAGE = Path(anyio_package.__file__).parent
 

@@ -13,10 +13,10 @@ import pytest
 import structlog as structlog_package
 
 from punie.data import convert_file, shipped_public_rows
-from punie.data.generate import generate_to_files
+from punie.data.generate.tasks import generate_to_files
 from punie.data.mix import DatasetCard, MixConfig, mix_datasets
-from punie.data.records import Conversation, read_conversations, write_conversations
-from punie.models.embedded import embedded_model_dir
+from punie.mlx.embedded import embedded_model_dir
+from punie.records.conversation import Conversation, read_conversations, write_conversations
 
 
 @pytest.fixture(scope="module")

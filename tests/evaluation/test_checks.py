@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from punie.agent import code_tool_schemas
 from punie.evaluation.checks import (
     check_call,
     missing_facts,
     normalize_path,
     standardize_string,
 )
+from punie.runtime.agent import code_tool_schemas
 
 SCHEMAS = {s["function"]["name"]: s["function"]["parameters"] for s in code_tool_schemas()}
 

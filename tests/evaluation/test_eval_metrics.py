@@ -17,10 +17,10 @@ from tokenizers import Tokenizer
 from punie.evaluation import EvalTarget, evaluate, load_suite
 from punie.evaluation.report import markdown_table
 from punie.evaluation.suite import EVAL_DIR
-from punie.guards import RunStatus
-from punie.models.embedded import embedded_model_dir
-from punie.profiles import resolve_profile
-from punie.tracker import read_traces
+from punie.mlx.embedded import embedded_model_dir
+from punie.records.profile import resolve_profile
+from punie.runtime.guards import RunStatus
+from punie.runtime.tracker import read_traces
 
 TASK_IDS = [
     "bookshelf-daily-fee",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from punie.data.tasks import write_tasks
 from punie.evaluation.suite import EVAL_DIR, load_suite
-from punie.guards import RunStatus
-from punie.tracker import read_traces
+from punie.records.task import write_tasks
+from punie.runtime.guards import RunStatus
+from punie.runtime.tracker import read_traces
 
 TASK_IDS = ["bookshelf-where-loanservice", "general-arithmetic", "bookshelf-recover-fee-module"]
 

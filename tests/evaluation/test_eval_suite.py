@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from punie.agent import code_tool_schemas
-from punie.data.tasks import TaskSpec
 from punie.errors import DataError, ToolError
 from punie.evaluation.checks import check_call, missing_facts
 from punie.evaluation.suite import EVAL_DIR, TOOL_CATEGORIES, load_suite, shipped_suites
-from punie.tools import Workspace, detect_sandbox, grep, read_file, run_command
+from punie.records.task import TaskSpec
+from punie.runtime.agent import code_tool_schemas
+from punie.runtime.tools import Workspace, detect_sandbox, grep, read_file, run_command
 
 SUITE = EVAL_DIR / "bookshelf.jsonl"
 TASKS = load_suite([SUITE])

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from scripted_server import ScriptedServer, text_reply, tool_reply
 
-from punie.data.records import Conversation, Message, Meta, write_conversations
 from punie.evaluation import EvalTarget
 from punie.evaluation.forgetting import (
     direct_questions,
@@ -17,8 +16,9 @@ from punie.evaluation.forgetting import (
     forgetting_table,
     token_f1,
 )
-from punie.evaluation.loss import held_out_loss
-from punie.models.embedded import embedded_model_dir
+from punie.mlx.embedded import embedded_model_dir
+from punie.mlx.train.loss import held_out_loss
+from punie.records.conversation import Conversation, Message, Meta, write_conversations
 
 META = Meta(source="test", license="CC0")
 QA = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from punie.models.blas import (
+from punie.mlx.blas import (
     ACCELERATE_NAME,
     MKL_NAME,
     OPENBLAS_NAME,

@@ -10,9 +10,9 @@ from gguf import GGUFReader
 from mlx_lm.tokenizer_utils import TokenizerWrapper, load
 from mlx_lm.tool_parsers import json_tools
 
-from punie.models.chat_template import TOOLS_CHAT_TEMPLATE
-from punie.models.embedded import embedded_gguf_path
-from punie.models.gguf_tokenizer import read_tokenizer_spec, write_tokenizer
+from punie.mlx.chat_template import TOOLS_CHAT_TEMPLATE
+from punie.mlx.embedded import embedded_gguf_path
+from punie.mlx.gguf_tokenizer import read_tokenizer_spec, write_tokenizer
 
 TOOLS = [
     {

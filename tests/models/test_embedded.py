@@ -12,7 +12,7 @@ import pytest
 from mlx_lm import generate, load
 
 from punie.errors import ModelImportError
-from punie.models.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path, embedded_model_dir
+from punie.mlx.embedded import EMBEDDED_MODEL_ID, embedded_gguf_path, embedded_model_dir
 
 
 def test_the_gguf_ships_in_the_installed_wheel() -> None:
@@ -69,7 +69,7 @@ def test_greedy_answer_names_paris(prepared: tuple[Path, Path]) -> None:
 @pytest.mark.slow
 def test_concurrent_first_calls_agree_on_one_folder(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from punie.models.embedded import "
+        "import sys; from pathlib import Path; from punie.mlx.embedded import "
         "embedded_model_dir; print(embedded_model_dir(cache_dir=Path(sys.argv[1])))"
     )
     procs = [

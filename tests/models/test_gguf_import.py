@@ -19,8 +19,8 @@ from mlx_lm.models import llama, qwen2
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 from punie.errors import ModelImportError
-from punie.models.chat_template import TOOLS_CHAT_TEMPLATE
-from punie.models.gguf_import import import_gguf
+from punie.mlx.chat_template import TOOLS_CHAT_TEMPLATE
+from punie.mlx.gguf_import import import_gguf
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [

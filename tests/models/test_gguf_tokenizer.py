@@ -10,9 +10,9 @@ from gguf import GGUFReader
 from mlx_lm.tokenizer_utils import TokenizerWrapper, load
 
 from punie.errors import ModelImportError
-from punie.models.chat_template import TOOLS_CHAT_TEMPLATE
-from punie.models.embedded import embedded_gguf_path
-from punie.models.gguf_tokenizer import (
+from punie.mlx.chat_template import TOOLS_CHAT_TEMPLATE
+from punie.mlx.embedded import embedded_gguf_path
+from punie.mlx.gguf_tokenizer import (
     GGUFTokenizerSpec,
     build_tokenizer,
     read_tokenizer_spec,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from punie.errors import ToolError
-from punie.tools import Workspace, run_command
+from punie.runtime.tools import Workspace, run_command
 
 
 def _alive(pid: int) -> bool:

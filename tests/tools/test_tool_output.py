@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from punie.tools import OutputCapper, cap_output
+from punie.runtime.tools import OutputCapper, cap_output
 
 
 def _truncated_count(text: str) -> int:

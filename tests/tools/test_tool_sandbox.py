@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from punie.tools import Sandbox, Workspace, detect_sandbox, run_command
+from punie.runtime.tools import Sandbox, Workspace, detect_sandbox, run_command
 
 SANDBOX = detect_sandbox()
 needs_bwrap = pytest.mark.skipif(not SANDBOX.available, reason=SANDBOX.reason)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from punie.errors import ToolError
-from punie.tools import Workspace, find_ripgrep, grep
+from punie.runtime.tools import Workspace, find_ripgrep, grep
 
 
 def test_ripgrep_comes_from_the_environment() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from punie.errors import ConfigError, ToolError
-from punie.tools import Workspace, read_file, write_file
+from punie.runtime.tools import Workspace, read_file, write_file
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    from punie.models.embedded import embedded_model_dir
+    from punie.mlx.embedded import embedded_model_dir
 
     return embedded_model_dir()
 

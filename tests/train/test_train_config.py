@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from punie.errors import ConfigError
-from punie.train.config import load_config, make_config, resolve
+from punie.mlx.train.config import load_config, make_config, resolve
 
 
 def write_yaml(path: Path, values: dict) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import plain_chat, tool_conversation, write_split
 
-from punie.models.blas import child_env, choose_blas
+from punie.mlx.blas import child_env, choose_blas
 
 CHECK = Path(__file__).with_name("frozen_cache_check.py")
 
@@ -65,9 +65,9 @@ def test_cached_loss_and_lora_gradients_match_the_full_model(
 def test_cached_run_saves_an_adapter_with_the_reported_loss(tmp_path, model_dir):
     from mlx_lm import load
 
-    from punie.train import make_config, train
-    from punie.train.masking import assistant_mask, end_of_turn_ids
-    from punie.train.trainer import masked_loss, pack_batch
+    from punie.mlx.train import make_config, train
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
+    from punie.mlx.train.trainer import masked_loss, pack_batch
 
     data = tmp_path / "data"
     data.mkdir()

@@ -15,7 +15,7 @@ import pytest
 PARENT = textwrap.dedent(
     """
     import os, sys
-    from punie.train.launch import run_child
+    from punie.mlx.train.launch import run_child
     # The child stands in for the training worker: it runs until something stops it.
     sys.exit(run_child([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"],
                        dict(os.environ)))

@@ -10,8 +10,8 @@ import pytest
 from conftest import tool_conversation, write_split
 
 from punie.errors import DataError
-from punie.train import make_config, train
-from punie.train.curves import read_points
+from punie.mlx.train import make_config, train
+from punie.mlx.train.curves import read_points
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,8 @@ def runs(one_row_data, tmp_path_factory):
 def masked_loss_of(model: Any, tokenizer: Any) -> float:
     import mlx.core as mx
 
-    from punie.train.masking import assistant_mask, end_of_turn_ids
-    from punie.train.trainer import masked_loss, pack_batch
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
+    from punie.mlx.train.trainer import masked_loss, pack_batch
 
     example = assistant_mask(
         tokenizer, ROW["messages"], ROW["tools"], end_of_turn_ids(tokenizer, ["<|im_end|>"])
@@ -110,7 +110,7 @@ def test_resume_refuses_an_adapter_from_other_settings(runs, one_row_data):
 def test_fuse_writes_a_model_that_loads_and_generates(runs, tmp_path, model_dir):
     from mlx_lm import generate, load
 
-    from punie.train.fuse import fuse
+    from punie.mlx.train.fuse import fuse
 
     _, second = runs
     out = fuse(second.adapter_dir, tmp_path / "fused")

@@ -8,7 +8,7 @@ import pytest
 from conftest import plain_chat, tool_conversation
 
 from punie.errors import DataError
-from punie.train.masking import (
+from punie.mlx.train.masking import (
     assistant_mask,
     end_of_turn_ids,
     per_turn_examples,

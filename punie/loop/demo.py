@@ -1,0 +1,245 @@
+"""`punie demo`: the whole loop, offline, on the embedded model.
+
+Prepare the model, generate grounded code tasks from one installed package for training and
+another for evaluation, mix them 70/30 with the shipped public rows, train with Punie's recipe,
+evaluate base and tuned side by side, harvest the verified traces. A second run reuses every
+stage whose inputs did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from rich.console import Console
+
+from punie.loop.stages import Stages, as_json, code_digest, package_source
+from punie.mlx.adapters import remember_adapter
+
+GENERATOR_CODE = (
+    "punie.data.generate",
+    "punie.records",
+    "punie.runtime.agent",
+    "punie.runtime.tools",
+)
+RUNTIME_CODE = (
+    "punie.evaluation",
+    "punie.runtime.runner",
+    "punie.runtime.agent",
+    "punie.runtime.guards",
+    "punie.runtime.recovery",
+    "punie.records.profile",
+    "punie.runtime.tools",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo decides; `punie demo` flags override these."""
+
+    workdir: Path = field(default_factory=lambda: platformdirs.user_data_path("punie") / "demo")
+    train_package: str = "rich"
+    valid_package: str = "structlog"
+    eval_package: str = "anyio"
+    train_tasks: int = 220
+    valid_tasks: int = 24
+    eval_tasks: int = 16
+    with_fixture_suite: bool = True
+    ratio: float = 0.7
+    iters: int = 80
+    batch_size: int = 4
+    num_layers: int = 8
+    learning_rate: float = 2e-4
+    lora_rank: int = 16
+    max_seq_length: int = 1024
+    eval_concurrency: int = 4
+    eval_max_tokens: int = 160
+    seed: int = 0
+
+
+@dataclass
+class DemoResult:
+    adapter: Path
+    report_markdown: Path
+    report_chart: Path | None
+    harvested: Path
+    summary: dict[str, Any]
+    seconds: float
+    reused: list[str]
+
+
+def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str, Any]:
+    """Generate code tasks, convert the shipped public rows, and mix them into splits."""
+    from punie.data import convert_file
+    from punie.data.convert.sources import shipped_public_rows
+    from punie.data.generate.tasks import generate_to_files
+    from punie.data.mix import MixConfig, mix_datasets
+
+    def generate(package: str, limit: int) -> dict[str, Any]:
+        def build(folder: Path) -> dict[str, Any]:
+            report = generate_to_files(
+                package_source(package),
+                folder / "conversations.jsonl",
+                folder / "tasks.jsonl",
+                repo_name=package,
+                limit=limit,
+                seed=config.seed,
+                snapshot_dir=folder / "repos",
+            )
+            return {"report": as_json(report), "folder": str(folder)}
+
+        return stages.run(
+            f"tasks-{package}",
+            {"limit": limit, "seed": config.seed, "code": code_digest(*GENERATOR_CODE)},
+            build,
+        )
+
+    train = generate(config.train_package, config.train_tasks)
+    valid = generate(config.valid_package, config.valid_tasks)
+    held_out = generate(config.eval_package, config.eval_tasks)
+
+    shipped = shipped_public_rows()
+
+    def convert(folder: Path) -> dict[str, Any]:
+        reports = {}
+        for source in ("glaive", "when2call", "hermes"):  # xLAM is CC-BY-NC: not by default
+            report = convert_file(source, shipped[source], folder / f"{source}.jsonl")
+            reports[source] = as_json(report)
+        return {"reports": reports, "folder": str(folder)}
+
+    # By content, not path: a fresh clone elsewhere reuses what an identical one built.
+    inputs: dict[str, Any] = {
+        s: hashlib.sha256(shipped[s].read_bytes()).hexdigest()
+        for s in ("glaive", "when2call", "hermes")
+    }
+    inputs["code"] = code_digest("punie.data", "punie.records.toolcall_text")
+    generic = stages.run("generic", inputs, convert)
+
+    def mix(folder: Path) -> dict[str, Any]:
+        card = mix_datasets(
+            [
+                Path(train["folder"]) / "conversations.jsonl",
+                Path(valid["folder"]) / "conversations.jsonl",
+            ],
+            [Path(generic["folder"]) / f"{s}.jsonl" for s in ("glaive", "when2call", "hermes")],
+            folder,
+            MixConfig(
+                ratio=config.ratio,
+                seed=config.seed,
+                model_dir=model_dir,
+                max_seq_length=config.max_seq_length,
+                valid_repos=(config.valid_package,),
+                test_fraction=0.0,
+            ),
+        )
+        return {"card": as_json(card), "folder": str(folder)}
+
+    mixed = stages.run(
+        "mixed",
+        {"train": train, "valid": valid, "generic": generic, "ratio": config.ratio,
+         "seed": config.seed, "max_seq_length": config.max_seq_length, "model": str(model_dir),
+         "code": code_digest("punie.data.mix")},
+        mix,
+    )  # fmt: skip
+    return {
+        "mixed_dir": mixed["folder"],
+        "eval_tasks": str(Path(held_out["folder"]) / "tasks.jsonl"),
+        "card": mixed["card"],
+    }
+
+
+def train_stage(
+    stages: Stages, name: str, config: DemoConfig, data_dir: str, model_dir: Path, recipe: str
+) -> Path:
+    """Train one LoRA adapter on the mixed data with the given recipe."""
+    from punie.mlx.train.config import make_config
+    from punie.mlx.train.launch import train
+
+    values = {
+        "data": data_dir,
+        "model": str(model_dir),
+        "recipe": recipe,
+        "iters": config.iters,
+        "batch_size": config.batch_size,
+        "num_layers": config.num_layers,
+        "learning_rate": config.learning_rate,
+        "max_seq_length": config.max_seq_length,
+        "seed": config.seed,
+        "steps_per_report": 5,
+        "steps_per_eval": max(config.iters // 2, 1),
+        "save_every": max(config.iters // 4, 1),
+        "val_batches": 4,
+        "lora_parameters": {"rank": config.lora_rank, "scale": 20.0, "dropout": 0.0},
+    }
+
+    def build(folder: Path) -> dict[str, Any]:
+        result = train(make_config({**values, "adapter_path": str(folder / "adapter")}))
+        return {"result": as_json(result), "adapter": str(result.adapter_dir)}
+
+    summary = stages.run(name, {**values, "code": code_digest("punie.mlx.train")}, build)
+    return Path(summary["adapter"])
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
+    """Run the whole loop; see the module docstring."""
+    from punie.data.harvest import harvest_traces
+    from punie.evaluation.evaluate import EvalTarget, evaluate
+    from punie.evaluation.suite import load_suite, shipped_suites
+    from punie.mlx.embedded import embedded_model_dir
+    from punie.records.task import read_tasks
+
+    console = console or Console()
+    started = time.perf_counter()
+    stages = Stages(config.workdir, console=console)
+    console.rule("[bold]prepare the embedded model")
+    model_dir = embedded_model_dir()
+    console.print(f"model: {model_dir}")
+
+    data = build_data(stages, config, model_dir)
+    adapter = train_stage(stages, "train-punie", config, data["mixed_dir"], model_dir, "punie")
+
+    tasks = list(read_tasks(Path(data["eval_tasks"])))
+    if config.with_fixture_suite:
+        tasks += load_suite(shipped_suites())
+
+    def evaluate_both(folder: Path) -> dict[str, Any]:
+        report = evaluate(
+            tasks,
+            [
+                EvalTarget("base", model=str(model_dir)),
+                EvalTarget("tuned", model=str(model_dir), adapter=adapter),
+            ],
+            out_dir=folder,
+            concurrency=config.eval_concurrency,
+            max_tokens=config.eval_max_tokens,
+        )
+        return as_json(report)
+
+    eval_inputs = {"tasks": [t.id for t in tasks], "adapter": str(adapter),
+                   "train": asdict(replace(config, workdir=Path("."))),
+                   "max_tokens": config.eval_max_tokens,
+                   "code": code_digest(*RUNTIME_CODE)}  # fmt: skip
+    report = stages.run("eval", eval_inputs, evaluate_both)
+
+    def harvest(folder: Path) -> dict[str, Any]:
+        traces = Path(report["results_path"]).parent / "tuned" / "traces.jsonl"
+        result = harvest_traces(
+            traces, folder / "verified.jsonl", verified=Path(report["results_path"])
+        )
+        return as_json(result)
+
+    harvest_summary = stages.run("harvest", {"eval": report}, harvest)
+    remember_adapter(adapter, model_dir)
+    return DemoResult(
+        adapter=adapter,
+        report_markdown=Path(report["markdown_path"]),
+        report_chart=Path(report["chart_path"]) if report.get("chart_path") else None,
+        harvested=config.workdir / "harvest" / "verified.jsonl",
+        summary={"report": report, "harvest": harvest_summary, "card": data["card"]},
+        seconds=time.perf_counter() - started,
+        reused=stages.reused,
+    )

@@ -1,0 +1,546 @@
+"""The training run itself, inside an MLX process: masked examples fed to mlx-lm's own trainer.
+
+`mlx_lm.tuner.trainer.train` takes the loss and batch-iterator functions as arguments; Punie passes
+a loss that reads a per-token mask (every assistant turn, in one pass) and an iterator that yields
+that mask beside the tokens, saves resumable checkpoints and drives the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import structlog
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm.cli_ui import make_console
+from mlx_lm.tuner.callbacks import TrainingCallback
+from mlx_lm.tuner.trainer import TrainingArgs, evaluate
+from mlx_lm.tuner.trainer import train as mlx_train
+from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
+from mlx_lm.utils import _download, load_model, load_tokenizer, save_config
+from mlx_lm.utils import load_config as mlx_load_config
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from punie.errors import ConfigError, ModelImportError
+from punie.mlx.train.config import ResolvedRun, fingerprint
+from punie.mlx.train.curves import CURVE_FILE, LOSS_FILE, LossLog, plot_curves, read_points
+from punie.mlx.train.frozen_cache import (
+    CachedLoss,
+    CachedSplit,
+    build_cached_split,
+    check_cached_loss,
+    frozen_cut,
+)
+from punie.mlx.train.masking import MaskedExample, end_of_turn_ids
+from punie.mlx.train.recipes import SplitExamples, load_split
+from punie.mlx.train.result import TrainResult
+from punie.records.profile import resolve_profile
+
+log = structlog.get_logger(__name__)
+
+ADAPTER_FILE = "adapters.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "train_state.json"
+FINGERPRINT_FILE = "fingerprint.json"
+RESULT_FILE = "train_result.json"
+_PAD_TO = 32  # as mlx-lm's iterate_batches: fewer distinct shapes for mx.compile
+
+
+class MaskedDataset:
+    """Masked examples, indexable as mlx-lm's trainer expects."""
+
+    def __init__(self, examples: list[MaskedExample]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, idx: int) -> MaskedExample:
+        return self.examples[idx]
+
+    def batch(self, ids: list[int], max_seq_length: int) -> tuple[tuple[mx.array, ...], int]:
+        """(tokens, mask) for `masked_loss`, and the batch's real token count."""
+        tokens, mask, real = pack_batch([self.examples[i] for i in ids], max_seq_length)
+        return (mx.array(tokens), mx.array(mask)), real
+
+
+def masked_loss(model: nn.Module, batch: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
+    """Mean cross-entropy over the tokens whose mask is set; returns (loss, trained tokens)."""
+    inputs = batch[:, :-1]
+    targets = batch[:, 1:]
+    weights = mask[:, 1:]
+    logits = model(inputs)
+    ce = nn.losses.cross_entropy(logits, targets) * weights
+    ntoks = weights.sum()
+    return ce.astype(mx.float32).sum() / ntoks, ntoks
+
+
+def pack_batch(
+    examples: list[MaskedExample], max_seq_length: int, width_multiple: int = _PAD_TO
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Tokens and masks padded to one plus a multiple of ``width_multiple`` (as mlx-lm does),
+    truncated to ``max_seq_length``; also the real token count."""
+    longest = max(len(e) for e in examples)
+    width = min(
+        1 + width_multiple * ((longest + width_multiple - 1) // width_multiple), max_seq_length
+    )
+    tokens = np.zeros((len(examples), width), np.int32)
+    mask = np.zeros((len(examples), width), np.float32)
+    real = 0
+    for row, example in enumerate(examples):
+        n = min(len(example), width)
+        tokens[row, :n] = example.tokens[:n]
+        mask[row, :n] = example.mask[:n]
+        real += n
+    return tokens, mask, real
+
+
+def batch_order(n_examples: int, batch_size: int, lengths: list[int]) -> list[list[int]]:
+    """Batches of similar length (sorted, as mlx-lm's iterator), before shuffling."""
+    if n_examples < batch_size:
+        raise ConfigError(
+            f"key 'batch_size': {batch_size} is more than the {n_examples} examples of a split; "
+            "lower batch_size or add data"
+        )
+    idx = sorted(range(n_examples), key=lambda i: lengths[i])
+    return [idx[i : i + batch_size] for i in range(0, n_examples - batch_size + 1, batch_size)]
+
+
+class BatchFeeder:
+    """The `iterate_batches` function given to mlx-lm's trainer.
+
+    Training batches (``loop=True``) come in a seeded order that a resumed run replays from its
+    step, so resuming continues the same sequence. When the trainer asks for the next training
+    batch, the previous step's update is evaluated: that is where checkpoints are saved.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        start_step: int,
+        on_step_done: Callable[[int, int], None],
+    ) -> None:
+        self.seed = seed
+        self.start_step = start_step
+        self.on_step_done = on_step_done
+        self.processed_tokens = 0
+        self._pending = 0
+
+    def __call__(
+        self,
+        dataset: MaskedDataset | CachedSplit,
+        batch_size: int,
+        max_seq_length: int,
+        loop: bool = False,
+        seed: int | None = None,
+        comm_group: Any = None,
+    ) -> Iterator[tuple[mx.array, ...]]:
+        lengths = [len(e) for e in dataset.examples]
+        batches = batch_order(len(dataset), batch_size, lengths)
+        if not loop:
+            for ids in batches:
+                yield dataset.batch(ids, max_seq_length)[0]
+            return
+        yield from self._training(dataset, batches, max_seq_length)
+
+    def _training(
+        self,
+        dataset: MaskedDataset | CachedSplit,
+        batches: list[list[int]],
+        max_seq_length: int,
+    ) -> Iterator[tuple[mx.array, ...]]:
+        rng = np.random.default_rng(self.seed)
+        step = 0  # optimizer steps taken before the batch being yielded, counted from zero
+        while True:
+            for b in rng.permutation(len(batches)):
+                if step < self.start_step:
+                    step += 1
+                    continue
+                arrays, real = dataset.batch(batches[b], max_seq_length)
+                if step > self.start_step:
+                    self._count_step(step)
+                self._pending = real
+                step += 1
+                yield arrays
+            # mlx-lm's iterator reshuffles per epoch; so does this one, from the same generator.
+
+    def _count_step(self, step: int) -> None:
+        self.processed_tokens += self._pending
+        self._pending = 0
+        self.on_step_done(step, self.processed_tokens)
+
+    def finish(self, step: int) -> None:
+        """Count the last step (the trainer does not ask for a batch after it)."""
+        self._count_step(step)
+
+
+class _Reports(TrainingCallback):
+    """mlx-lm's loss reports, shifted to absolute steps, to the JSONL log and the progress bar."""
+
+    def __init__(self, offset: int, loss_log: LossLog, on_train: Callable[[float], None]):
+        self.offset = offset
+        self.loss_log = loss_log
+        self.on_train = on_train
+        self.last_train: float | None = None
+        self.last_valid: float | None = None
+        self.trained_tokens = 0
+
+    def on_train_loss_report(self, train_info: dict) -> None:
+        self.last_train = float(train_info["train_loss"])
+        self.trained_tokens = int(train_info["trained_tokens"])
+        self.loss_log.add(
+            "train",
+            self.offset + int(train_info["iteration"]),
+            self.last_train,
+            tokens_per_second=float(train_info["tokens_per_second"]),
+            learning_rate=float(train_info["learning_rate"]),
+        )
+        self.on_train(self.last_train)
+
+    def on_val_loss_report(self, val_info: dict) -> None:
+        self.last_valid = float(val_info["val_loss"])
+        self.loss_log.add("valid", self.offset + int(val_info["iteration"]), self.last_valid)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def _atomic_json(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(
+    model: nn.Module, optimizer: optim.Optimizer, adapter_dir: Path, step: int, digest: str
+) -> None:
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    # Write under temporary names and rename, so an interrupted save leaves the last good one.
+    for name, tensors in (
+        (ADAPTER_FILE, weights),
+        (OPTIMIZER_FILE, dict(tree_flatten(optimizer.state))),
+    ):
+        tmp = adapter_dir / f".{name}.tmp.safetensors"
+        mx.save_safetensors(str(tmp), tensors)
+        os.replace(tmp, adapter_dir / name)
+    mx.save_safetensors(str(adapter_dir / f"{step:07d}_{ADAPTER_FILE}"), weights)
+    _atomic_json(adapter_dir / STATE_FILE, {"step": step, "fingerprint": digest})
+    log.info("checkpoint_saved", step=step, adapter_dir=str(adapter_dir))
+
+
+def _resume_step(adapter_dir: Path, digest: str, resume: bool) -> int:
+    state_path = adapter_dir / STATE_FILE
+    if not resume or not state_path.is_file() or not (adapter_dir / ADAPTER_FILE).is_file():
+        return 0
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state.get("fingerprint") != digest:
+        raise ConfigError(
+            f"key 'adapter_path': {adapter_dir} holds a run trained from other data, model or "
+            "settings (fingerprint differs); choose a new adapter_path, or pass --no-resume "
+            "to start over in it"
+        )
+    return int(state["step"])
+
+
+def _model_path(model: str) -> Path:
+    try:
+        return _download(model)
+    except Exception as exc:  # huggingface_hub raises many kinds for a missing or offline id
+        raise ModelImportError(
+            f"key 'model': {model} is neither a local folder nor a Hugging Face id in your "
+            f"cache ({type(exc).__name__}); point it at an mlx-lm model folder"
+        ) from exc
+
+
+def _load_tokenizer(model_path: Path) -> Any:
+    try:
+        eos = mlx_load_config(model_path).get("eos_token_id")
+        return load_tokenizer(model_path, eos_token_ids=eos)
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(
+            f"key 'model': cannot load the tokenizer of {model_path} ({exc}); "
+            "point it at an mlx-lm model folder"
+        ) from exc
+
+
+def _load_model(model_path: Path) -> nn.Module:
+    try:
+        model, _ = load_model(model_path)
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(
+            f"key 'model': mlx-lm cannot load {model_path} ({exc}); "
+            "point it at an mlx-lm model folder"
+        ) from exc
+    return model
+
+
+def _end_of_turn_markers(model_path: str) -> tuple[str, ...]:
+    try:
+        return resolve_profile(model_path).end_of_turn
+    except ConfigError:
+        return ()
+
+
+def prepare_model(model: nn.Module, run: ResolvedRun) -> None:
+    """Freeze the model and add trainable LoRA/DoRA layers (or unfreeze the last layers)."""
+    config = run.config
+    model.freeze()
+    n_layers = len(model.layers)
+    if config.num_layers > n_layers:
+        raise ConfigError(
+            f"key 'num_layers': {config.num_layers} is more layers than model {run.model} "
+            f"has ({n_layers}); use at most {n_layers}, or -1 for all"
+        )
+    if config.fine_tune_type == "full":
+        for layer in model.layers[-max(config.num_layers, 0) :]:
+            layer.unfreeze()
+    else:
+        linear_to_lora_layers(
+            model,
+            config.num_layers,
+            dict(config.lora_parameters),
+            use_dora=config.fine_tune_type == "dora",
+        )
+
+
+def _optimizer(run: ResolvedRun) -> optim.Optimizer:
+    config = run.config
+    lr = build_schedule(config.lr_schedule) if config.lr_schedule else config.learning_rate
+    classes = {
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+        "muon": optim.Muon,
+        "sgd": optim.SGD,
+        "adafactor": optim.Adafactor,
+    }
+    return classes[config.optimizer](
+        learning_rate=lr, **config.optimizer_config.get(config.optimizer, {})
+    )
+
+
+def _cached_or_plain(
+    model: nn.Module,
+    run: ResolvedRun,
+    train_set: MaskedDataset,
+    valid_set: MaskedDataset,
+    *,
+    progress: bool,
+) -> tuple[Callable[..., tuple[mx.array, mx.array]], Any, Any]:
+    """The loss and datasets a run trains with: the plain masked loss on tokens, or (with
+    ``cache_frozen_layers`` and frozen bottom layers) the top layers on cached states."""
+    config = run.config
+    cut = (
+        frozen_cut(model, config.num_layers, config.fine_tune_type)
+        if config.cache_frozen_layers
+        else 0
+    )
+    if not cut:
+        return masked_loss, train_set, valid_set
+    started = time.perf_counter()
+    cached = {}
+    with _progress(progress) as bar:
+        for name, dataset in (("train", train_set), ("valid", valid_set)):
+            task = bar.add_task(
+                f"cache {cut} frozen layers: {name}", total=len(dataset), loss="-", tps="-"
+            )
+            cached[name] = build_cached_split(
+                model,
+                dataset.examples,
+                cut,
+                config.max_seq_length,
+                # mlx-lm's gradient checkpointing cannot pass the shared-prefix caches through
+                share_prefix=not config.grad_checkpoint,
+                on_example=lambda task=task: bar.advance(task),
+            )
+    lengths = [len(e) for e in train_set.examples]
+    first = batch_order(len(train_set), config.batch_size, lengths)[0]
+    check_cached_loss(model, cached["train"], cut, masked_loss, first, config.max_seq_length)
+    log.info(
+        "frozen_cache_ready",
+        layers=cut,
+        seconds=round(time.perf_counter() - started, 2),
+        megabytes=round(sum(c.nbytes for c in cached.values()) / 2**20, 1),
+    )
+    return CachedLoss(cut), cached["train"], cached["valid"]
+
+
+def load_splits(run: ResolvedRun, tokenizer: Any, *, progress: bool) -> dict[str, SplitExamples]:
+    """Render and mask every split; a bad row raises DataError naming file:line."""
+    eot_ids = end_of_turn_ids(tokenizer, _end_of_turn_markers(run.model))
+    splits = {}
+    with _progress(progress) as bar:
+        for name, path in run.splits.items():
+            rows = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+            task = bar.add_task(f"render {name}", total=rows, loss="-", tps="-")
+            splits[name] = load_split(
+                path,
+                tokenizer,
+                run.config.recipe,
+                eot_ids,
+                max_seq_length=run.config.max_seq_length,
+                on_row=lambda task=task: bar.advance(task),
+            )
+    return splits
+
+
+def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> TrainResult:
+    """Train in this process (MLX already uses the BLAS named by ``blas``); see
+    `punie.mlx.train.train`, which picks the process."""
+    config = run.config
+    started = time.perf_counter()
+    mx.random.seed(config.seed)
+    np.random.seed(config.seed)
+    make_console().quiet = True  # mlx-lm's own progress UI; Punie draws its own bar
+    adapter_dir = run.adapter_dir
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    prints = fingerprint(run)
+    digest = prints["digest"]
+    start_step = _resume_step(adapter_dir, digest, config.resume)
+
+    # The tokenizer alone renders every row, so a bad row fails before the model loads.
+    model_path = _model_path(run.model)
+    splits = load_splits(run, _load_tokenizer(model_path), progress=progress)
+    model = _load_model(model_path)
+    train_set = MaskedDataset(splits["train"].examples)
+    valid_set = MaskedDataset(splits["valid"].examples)
+    for name, dataset in (("train", train_set), ("valid", valid_set)):
+        if len(dataset) < config.batch_size:
+            raise ConfigError(
+                f"key 'batch_size': {config.batch_size} is more than the {len(dataset)} usable "
+                f"examples of split {name!r}; lower batch_size or add data"
+            )
+    prepare_model(model, run)
+    optimizer = _optimizer(run)
+    loss_log = LossLog(adapter_dir / LOSS_FILE)
+    if start_step:
+        model.load_weights(str(adapter_dir / ADAPTER_FILE), strict=False)
+        if (adapter_dir / OPTIMIZER_FILE).is_file():
+            optimizer.state = tree_unflatten(
+                list(mx.load(str(adapter_dir / OPTIMIZER_FILE)).items())
+            )
+        loss_log.truncate_after(start_step)
+        log.info("train_resume", step=start_step, adapter_dir=str(adapter_dir))
+    else:
+        loss_log.path.unlink(missing_ok=True)
+        if config.resume_adapter_file is not None:
+            model.load_weights(config.resume_adapter_file, strict=False)
+    loss, train_data, valid_data = _cached_or_plain(
+        model, run, train_set, valid_set, progress=progress
+    )
+    save_config(
+        {**config.to_dict(), "model": run.model, "adapter_path": str(adapter_dir)},
+        adapter_dir / "adapter_config.json",
+    )
+    _atomic_json(adapter_dir / FINGERPRINT_FILE, prints)
+
+    remaining = config.iters - start_step
+    reports: _Reports
+    with _progress(progress) as bar:
+        task = bar.add_task(
+            f"train {config.recipe.value}",
+            total=config.iters,
+            completed=start_step,
+            loss="-",
+            tps="-",
+        )
+        tic = time.perf_counter()
+
+        def step_done(step: int, processed: int) -> None:
+            elapsed = time.perf_counter() - tic
+            bar.update(task, completed=step, tps=f"{processed / max(elapsed, 1e-9):,.0f}")
+            if step % config.save_every == 0 and step < config.iters:
+                _save_checkpoint(model, optimizer, adapter_dir, step, digest)
+
+        feeder = BatchFeeder(seed=config.seed, start_step=start_step, on_step_done=step_done)
+        reports = _Reports(start_step, loss_log, lambda loss: bar.update(task, loss=f"{loss:.3f}"))
+        if remaining > 0:
+            args = TrainingArgs(
+                batch_size=config.batch_size,
+                iters=remaining,
+                val_batches=config.val_batches,
+                steps_per_report=config.steps_per_report,
+                steps_per_eval=config.steps_per_eval,
+                steps_per_save=remaining + 1,  # checkpoints are saved by the feeder, above
+                max_seq_length=config.max_seq_length,
+                adapter_file=str(adapter_dir / ADAPTER_FILE),
+                grad_checkpoint=config.grad_checkpoint,
+                grad_accumulation_steps=config.grad_accumulation_steps,
+                clear_cache_threshold=config.clear_cache_threshold,
+            )
+            mlx_train(
+                model=model,
+                optimizer=optimizer,
+                train_dataset=train_data,
+                val_dataset=valid_data,
+                args=args,
+                loss=loss,
+                iterate_batches=feeder,
+                training_callback=reports,
+            )
+            feeder.finish(config.iters)
+            _save_checkpoint(model, optimizer, adapter_dir, config.iters, digest)
+        # mlx-lm validates before the last step; measure the adapter as saved.
+        valid_loss = evaluate(
+            model=model,
+            dataset=valid_data,
+            batch_size=config.batch_size,
+            num_batches=config.val_batches,
+            max_seq_length=config.max_seq_length,
+            loss=loss,
+            iterate_batches=feeder,
+        )
+        loss_log.add("valid", config.iters, valid_loss)
+
+    points = read_points(loss_log.path)
+    train_points = [p for p in points if p.split == "train"]
+    curve = plot_curves(
+        loss_log.path,
+        adapter_dir / CURVE_FILE,
+        title=f"{config.recipe.value}: {Path(run.model).name}",
+    )
+    result = TrainResult(
+        adapter_dir=adapter_dir,
+        recipe=config.recipe.value,
+        steps=config.iters,
+        resumed_from=start_step,
+        final_train_loss=train_points[-1].loss if train_points else None,
+        final_valid_loss=valid_loss,
+        trained_tokens=reports.trained_tokens,
+        processed_tokens=feeder.processed_tokens,
+        seconds=time.perf_counter() - started,
+        loss_jsonl=loss_log.path,
+        curve_png=curve,
+        blas=blas,
+        fingerprint=digest,
+    )
+    _atomic_json(adapter_dir / RESULT_FILE, result.to_json())
+    log.info("train_done", **{k: v for k, v in result.to_json().items() if k != "fingerprint"})
+    return result
