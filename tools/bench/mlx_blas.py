@@ -5,7 +5,7 @@ once with `punie.mlx.blas.child_env(choose_blas())`: a 2048² float32 matmul (GF
 processing and generation on the embedded SmolLM2 model (tok/s), and one LoRA training step
 (8 layers, batch 4 x 480 tokens; seconds). Prints a table with the ratios and writes JSON.
 
-    uv run python tools/bench_mlx_blas.py [--json tools/bench_mlx_blas.json] [--skip-train]
+    uv run python tools/bench/mlx_blas.py [--json tools/bench/mlx_blas.json] [--skip-train]
 
 The stock LoRA step dominates the run (minutes on 2 cores: 557 s on a busy 2-core host, where the
 fast one took 48 s); `--skip-train` leaves it out. Multi-threaded BLAS suffers most from other

@@ -31,7 +31,7 @@ def test_yaml_keys_match_mlx_lm_and_flags_override(tmp_path, data_dir):
 
 
 def test_example_config_is_valid():
-    path = Path(__file__).resolve().parents[2] / "examples" / "train_config.yaml"
+    path = Path(__file__).resolve().parents[3] / "examples" / "train_config.yaml"
     config = load_config(path)
     assert config.num_layers <= 30 and config.recipe.value == "punie"
 

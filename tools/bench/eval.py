@@ -3,7 +3,7 @@
 One server (the embedded model by default) serves both passes, so the ratio measures what
 running tasks concurrently (mlx-lm batches concurrent requests) buys on this machine:
 
-    uv run python tools/bench_eval.py --limit 8 --concurrency 4
+    uv run python tools/bench/eval.py --limit 8 --concurrency 4
 """
 
 from __future__ import annotations

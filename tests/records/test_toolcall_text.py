@@ -12,7 +12,7 @@ import pytest
 from punie.records.profile import known_families
 from punie.records.toolcall_text import ParsedReply, TextToolCall, cut_at_markers, parse_tool_calls
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GLAIVE_ROWS = SHARED_DATA / "glaive_real_rows.jsonl"
 GLAIVE_VARIANTS = SHARED_DATA / "glaive_variants.jsonl"
 OTHER_ROWS = SHARED_DATA / "other_toolcall_rows.jsonl"

@@ -4,7 +4,7 @@ Both agents get the same scripted model (a `FunctionModel` that greps N times, t
 and the same real tool (ripgrep on this repository). Punie adds reply recovery, the guards, the
 tracker and a flushed trace line per run. Prints the time per step of each and their ratio.
 
-    uv run python tools/bench_harness.py [--steps 8] [--runs 30]
+    uv run python tools/bench/harness.py [--steps 8] [--runs 30]
 """
 
 from __future__ import annotations

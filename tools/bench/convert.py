@@ -3,7 +3,7 @@
 The corpus is built from the shapes of the real glaive rows (the ones with both a system prompt
 and a chat), with a unique id and varied strings per row. Each run happens in a fresh process,
 so its peak resident memory (ru_maxrss) is its own; two corpus sizes show whether memory grows
-with the input. Usage: `uv run python tools/bench_convert.py [--rows 113000] [--keep DIR]`.
+with the input. Usage: `uv run python tools/bench/convert.py [--rows 113000] [--keep DIR]`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ In one run, each measurement runs in a fresh child process:
   num_layers 8 and 4: seconds per step, tokens/s, and the one-off cache-building time.
 Prints a table of ratios and writes JSON.
 
-    uv run python tools/bench_train.py [--json tools/bench_train.json] [--conversations 4]
+    uv run python tools/bench/train.py [--json tools/bench/train.json] [--conversations 4]
         [--cache-steps 3] [--only cache]
 """
 
@@ -271,7 +271,7 @@ def _child(kind: str, env: dict[str, str], args: argparse.Namespace) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=Path("tools/bench_train.json"))
+    parser.add_argument("--json", type=Path, default=Path("tools/bench/train.json"))
     parser.add_argument("--conversations", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--model", default=None)

@@ -10,7 +10,7 @@ import pytest
 from punie.errors import ConfigError
 from punie.records.profile import ModelProfile, known_families, resolve_profile
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Qwen2.5-*-Instruct's chat template, as its tokenizer_config.json holds it.
 QWEN25_TEMPLATE = (
