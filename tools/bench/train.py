@@ -98,7 +98,7 @@ def _setup(model_dir: str) -> tuple[Any, Any, Any, Any]:
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from punie.mlx.train.trainer import masked_loss
+    from punie.mlx.train.batches import masked_loss
 
     model, tokenizer = load(model_dir)
     model.freeze()

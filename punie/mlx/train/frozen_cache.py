@@ -23,6 +23,7 @@ from mlx_lm.models.base import create_attention_mask, create_causal_mask
 from mlx_lm.models.cache import KVCache
 
 from punie.errors import ConfigError
+from punie.mlx.train.batches import pack_batch
 from punie.mlx.train.masking import MaskedExample
 
 log = structlog.get_logger(__name__)
@@ -120,7 +121,6 @@ class CachedSplit:
     def batch(self, ids: list[int], max_seq_length: int) -> tuple[tuple[mx.array, ...], int]:
         """(prefix states (1, p, D), suffix states (B, S, D), gather index, targets, weights) for
         `CachedLoss`, and the batch's real token count."""
-        from punie.mlx.train.trainer import pack_batch
 
         examples = [self.examples[i] for i in ids]
         tokens, mask, real = pack_batch(examples, max_seq_length)
@@ -314,7 +314,6 @@ def check_cached_loss(
 ) -> tuple[float, float]:
     """The cached and the plain (``plain``: `masked_loss`) loss of one batch; ConfigError when
     they differ, as for a model whose layers do not compose as the cached path assumes."""
-    from punie.mlx.train.trainer import pack_batch
 
     arrays, _ = split.batch(ids, max_seq_length)
     cached, _ = CachedLoss(cut)(model, *arrays)

@@ -70,8 +70,8 @@ def _compute(model: Path, adapter: Path | None, data: Path, limit: int) -> HeldO
     from mlx_lm import load
 
     from punie.errors import DataError
+    from punie.mlx.train.batches import masked_loss
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
-    from punie.mlx.train.trainer import masked_loss
     from punie.records.conversation import read_conversations
     from punie.records.profile import resolve_profile
 

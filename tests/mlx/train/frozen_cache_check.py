@@ -18,9 +18,9 @@ def main() -> None:
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    from punie.mlx.train.batches import masked_loss, pack_batch
     from punie.mlx.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
-    from punie.mlx.train.trainer import masked_loss, pack_batch
 
     model_dir, layers, rows_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     rows = json.loads(Path(rows_file).read_text(encoding="utf-8"))

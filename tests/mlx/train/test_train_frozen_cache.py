@@ -66,8 +66,8 @@ def test_cached_run_saves_an_adapter_with_the_reported_loss(tmp_path, model_dir)
     from mlx_lm import load
 
     from punie.mlx.train import make_config, train
+    from punie.mlx.train.batches import masked_loss, pack_batch
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
-    from punie.mlx.train.trainer import masked_loss, pack_batch
 
     data = tmp_path / "data"
     data.mkdir()

@@ -55,8 +55,8 @@ def runs(one_row_data, tmp_path_factory):
 def masked_loss_of(model: Any, tokenizer: Any) -> float:
     import mlx.core as mx
 
+    from punie.mlx.train.batches import masked_loss, pack_batch
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
-    from punie.mlx.train.trainer import masked_loss, pack_batch
 
     example = assistant_mask(
         tokenizer, ROW["messages"], ROW["tools"], end_of_turn_ids(tokenizer, ["<|im_end|>"])
