@@ -85,8 +85,3 @@ class Redactor:
         if isinstance(value, list):
             return [self.value(v) for v in value]
         return value
-
-
-def redact_secrets(text: str) -> str:
-    """`text` with API keys, tokens and private-key blocks replaced by markers."""
-    return Redactor().text(text)

@@ -29,7 +29,6 @@ log = structlog.get_logger(__name__)
 SOURCE = "glaiveai/glaive-function-calling-v2"
 LICENSE = "Apache-2.0"
 
-_HEADERS = ("USER", "ASSISTANT", "FUNCTION RESPONSE")
 # A turn starts at a role header after a blank line; a header after a single newline is text
 # of the previous turn. Only "\n" counts: U+0085 and friends are ordinary characters here.
 _TURN_SPLIT = re.compile(r"\n[ \t]*\n[ \t\n]*(?=(?:USER|ASSISTANT|FUNCTION RESPONSE):)")
