@@ -34,6 +34,7 @@ from rich.table import Table
 from punie.data.redact import Redactor
 from punie.errors import DataError
 from punie.records.conversation import Conversation, Message, Meta, ToolCall, write_conversations
+from punie.records.jsonl import iter_json_lines
 from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
 from punie.runtime.tools import DEFAULT_OUTPUT_LIMIT, cap_output
 from punie.runtime.tracker import RunOutcome, read_traces
@@ -97,29 +98,19 @@ class HarvestReport:
 def read_verified(path: Path) -> set[str]:
     """The run ids an eval results file marks as passed (rows need `run_id` and `passed`)."""
     path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open eval results ({exc.strerror})") from exc
+    fix = "pass the results file `punie eval` wrote"
     status: dict[str, bool] = {}
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("run_id"), str)
-                or not isinstance(row.get("passed"), bool)
-            ):
-                raise DataError(
-                    f"{path}:{number}: an eval result row needs a string 'run_id' and a boolean "
-                    "'passed'; pass the results file `punie eval` wrote"
-                )
-            status[row["run_id"]] = row["passed"]
+    for number, row in iter_json_lines(path, what="eval results", fix=fix):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("run_id"), str)
+            or not isinstance(row.get("passed"), bool)
+        ):
+            raise DataError(
+                f"{path}:{number}: an eval result row needs a string 'run_id' and a boolean "
+                f"'passed'; {fix}"
+            )
+        status[row["run_id"]] = row["passed"]
     return {run_id for run_id, passed in status.items() if passed}
 
 

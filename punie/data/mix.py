@@ -24,6 +24,7 @@ from rich.table import Table
 from punie.data.harvest import is_placeholder_result
 from punie.errors import DataError
 from punie.records.conversation import Conversation, read_conversations
+from punie.records.jsonl import write_rows
 from punie.records.profile import resolve_profile
 
 log = structlog.get_logger(__name__)
@@ -244,15 +245,6 @@ def _token_stats(counts: Sequence[int]) -> dict[str, float]:
     }
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False))
-            out.write("\n")
-    tmp.replace(path)
-
-
 def mix_datasets(
     code: Sequence[Path],
     generic: Sequence[Path],
@@ -310,7 +302,7 @@ def mix_datasets(
             else:
                 row = item.conversation.to_openai()
                 rows.append(row)
-        _write_jsonl(out_dir / f"{split}.jsonl", rows)
+        write_rows(out_dir / f"{split}.jsonl", rows)
         card.counts[split] = dict(Counter(i.conversation.meta.source for i in items))
         card.domains[split] = dict(Counter(i.domain for i in items))
         card.examples[split] = len(rows)

@@ -7,8 +7,6 @@ The results JSONL is a contract: the verified harvest keeps the traced runs whos
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import structlog
 from pydantic import BaseModel, Field
 
 from punie.evaluation.metrics import Metrics, RunScore, metrics_by_category
+from punie.records.jsonl import write_text
 
 log = structlog.get_logger(__name__)
 
@@ -166,14 +165,6 @@ def write_chart(report: EvalReport, path: Path) -> Path:
     return path
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(report: EvalReport, scores: Sequence[RunScore], out_dir: Path) -> EvalReport:
     """Write report.md, report.json, report.png and results.jsonl into `out_dir`."""
     out_dir = Path(out_dir)
@@ -184,9 +175,9 @@ def write_report(report: EvalReport, scores: Sequence[RunScore], out_dir: Path) 
         "results_path": out_dir / "results.jsonl",
     }
     report = report.model_copy(update={k: str(v) for k, v in paths.items()})
-    _write_text(paths["markdown_path"], markdown_table(report))
-    _write_text(paths["json_path"], report.model_dump_json(indent=2) + "\n")
-    _write_text(paths["results_path"], "".join(s.model_dump_json() + "\n" for s in scores))
+    write_text(paths["markdown_path"], markdown_table(report))
+    write_text(paths["json_path"], report.model_dump_json(indent=2) + "\n")
+    write_text(paths["results_path"], "".join(s.model_dump_json() + "\n" for s in scores))
     write_chart(report, paths["chart_path"])
     log.info("eval_report_written", out_dir=str(out_dir), runs=len(scores))
     return report

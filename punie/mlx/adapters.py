@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
 import structlog
+
+from punie.records.jsonl import write_json
 
 log = structlog.get_logger(__name__)
 
@@ -19,16 +20,12 @@ def _registry(data_dir: Path | None) -> Path:
 
 def remember_adapter(adapter: Path, model: Path, *, data_dir: Path | None = None) -> None:
     """Record `adapter` (trained on `model`) as the one `punie run` uses from now on."""
-    path = _registry(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "adapter": str(adapter.resolve()),
         "model": str(model.resolve()),
         "saved_at": datetime.now(UTC).isoformat(),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_json(_registry(data_dir), record)
 
 
 def latest_adapter(model: Path, *, data_dir: Path | None = None) -> Path | None:

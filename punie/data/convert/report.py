@@ -4,9 +4,6 @@ skipped per named reason, kinds of conversation, and the yield (JSON file and a 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +16,7 @@ from rich.table import Table
 from punie.data.convert.sources import RawRow
 from punie.errors import DataError
 from punie.records.conversation import Conversation, RowRejected
+from punie.records.jsonl import write_json
 
 log = structlog.get_logger(__name__)
 
@@ -71,13 +69,7 @@ class ConversionReport:
 
     def write_json(self, path: Path) -> None:
         """Write the report as JSON, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=2)
-            out.write("\n")
-        os.replace(tmp, path)
+        write_json(Path(path), self.to_dict())
 
     def table(self) -> Table:
         """A rich table: the totals, then one line per skip reason and per kind."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
+
+from punie.records.jsonl import append_line, iter_json_lines, write_rows
 
 log = structlog.get_logger(__name__)
 
@@ -35,16 +36,15 @@ class LossLog:
     def add(self, split: Literal["train", "valid"], iteration: int, loss: float, **extra: Any):
         """Append one point."""
         line = {"split": split, "iteration": int(iteration), "loss": float(loss), **extra}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        append_line(self.path, line, fsync=False)
 
     def truncate_after(self, iteration: int) -> None:
         """Drop points past ``iteration`` (a resumed run replays the steps after its checkpoint)."""
         kept = [p for p in read_points(self.path) if p.iteration <= iteration]
-        with self.path.open("w", encoding="utf-8") as handle:
-            for p in kept:
-                body = {"split": p.split, "iteration": p.iteration, "loss": p.loss, **p.extra}
-                handle.write(json.dumps(body) + "\n")
+        write_rows(
+            self.path,
+            ({"split": p.split, "iteration": p.iteration, "loss": p.loss, **p.extra} for p in kept),
+        )
 
 
 def read_points(path: Path) -> list[LossPoint]:
@@ -52,12 +52,10 @@ def read_points(path: Path) -> list[LossPoint]:
     if not Path(path).is_file():
         return []
     points = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            points.append(
-                LossPoint(row.pop("split"), int(row.pop("iteration")), float(row.pop("loss")), row)
-            )
+    for _, row in iter_json_lines(path, what="loss log", fix="delete it to start a new log"):
+        points.append(
+            LossPoint(row.pop("split"), int(row.pop("iteration")), float(row.pop("loss")), row)
+        )
     return points
 
 

@@ -7,7 +7,6 @@ conversation with the loss on every token, so the two can be compared on the sam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +17,7 @@ import structlog
 
 from punie.errors import DataError
 from punie.mlx.train.masking import ChatTokenizer, MaskedExample, assistant_mask, seed_example
+from punie.records.jsonl import iter_json_lines
 
 log = structlog.get_logger(__name__)
 
@@ -53,17 +53,7 @@ class SplitExamples:
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """The JSON rows of an mlx-lm chat-format JSONL file, with their line numbers."""
     rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}; check the data folder") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not JSON ({exc.msg}); rebuild the split") from exc
+    for number, row in iter_json_lines(path, what="training split", fix="rebuild the split"):
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not messages:
             raise DataError(

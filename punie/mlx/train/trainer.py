@@ -50,6 +50,7 @@ from punie.mlx.train.frozen_cache import (
 from punie.mlx.train.masking import end_of_turn_ids
 from punie.mlx.train.recipes import SplitExamples, load_split
 from punie.mlx.train.result import TrainResult
+from punie.records.jsonl import write_json
 from punie.records.profile import resolve_profile
 
 log = structlog.get_logger(__name__)
@@ -103,12 +104,6 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _atomic_json(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(
     model: nn.Module, optimizer: optim.Optimizer, adapter_dir: Path, step: int, digest: str
 ) -> None:
@@ -122,7 +117,7 @@ def _save_checkpoint(
         mx.save_safetensors(str(tmp), tensors)
         os.replace(tmp, adapter_dir / name)
     mx.save_safetensors(str(adapter_dir / f"{step:07d}_{ADAPTER_FILE}"), weights)
-    _atomic_json(adapter_dir / STATE_FILE, {"step": step, "fingerprint": digest})
+    write_json(adapter_dir / STATE_FILE, {"step": step, "fingerprint": digest})
     log.info("checkpoint_saved", step=step, adapter_dir=str(adapter_dir))
 
 
@@ -329,7 +324,7 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         {**config.to_dict(), "model": run.model, "adapter_path": str(adapter_dir)},
         adapter_dir / "adapter_config.json",
     )
-    _atomic_json(adapter_dir / FINGERPRINT_FILE, prints)
+    write_json(adapter_dir / FINGERPRINT_FILE, prints)
 
     remaining = config.iters - start_step
     reports: _Reports
@@ -411,6 +406,6 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         blas=blas,
         fingerprint=digest,
     )
-    _atomic_json(adapter_dir / RESULT_FILE, result.to_json())
+    write_json(adapter_dir / RESULT_FILE, result.to_json())
     log.info("train_done", **{k: v for k, v in result.to_json().items() if k != "fingerprint"})
     return result
