@@ -11,11 +11,12 @@ import importlib.util
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
+from pydantic import BaseModel
 from rich.console import Console
 
 from punie.errors import ConfigError
@@ -100,12 +101,14 @@ def package_source(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def as_json(value: Any) -> Any:
-    """A report (with `to_dict`), dataclass or pydantic model as JSON-able data."""
-    if hasattr(value, "to_dict"):
-        return json.loads(json.dumps(value.to_dict(), default=str))
-    if hasattr(value, "model_dump"):
+class SupportsToDict(Protocol):
+    """The reports of the data and training stages (dataclasses with a `to_dict()`)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def as_json(value: BaseModel | SupportsToDict) -> Any:
+    """A stage's result as JSON-able data: a pydantic model, or a report with `to_dict()`."""
+    if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    if hasattr(value, "__dataclass_fields__"):
-        return json.loads(json.dumps(asdict(value), default=str))
-    return value
+    return json.loads(json.dumps(value.to_dict(), default=str))

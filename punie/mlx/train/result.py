@@ -27,7 +27,7 @@ class TrainResult:
     blas: str
     fingerprint: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-able fields (paths as strings)."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 

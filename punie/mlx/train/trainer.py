@@ -406,6 +406,6 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         blas=blas,
         fingerprint=digest,
     )
-    write_json(adapter_dir / RESULT_FILE, result.to_json())
-    log.info("train_done", **{k: v for k, v in result.to_json().items() if k != "fingerprint"})
+    write_json(adapter_dir / RESULT_FILE, result.to_dict())
+    log.info("train_done", **{k: v for k, v in result.to_dict().items() if k != "fingerprint"})
     return result

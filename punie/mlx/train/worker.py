@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         body = {"error": {"type": type(exc).__name__, "message": str(exc)}}
         response.write_text(json.dumps(body), encoding="utf-8")
         return 2
-    response.write_text(json.dumps({"result": result.to_json()}), encoding="utf-8")
+    response.write_text(json.dumps({"result": result.to_dict()}), encoding="utf-8")
     return 0
 
 
