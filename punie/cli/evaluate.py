@@ -100,6 +100,9 @@ def demo_command(
     eval_package: str | None = typer.Option(None, "--eval-package"),
     eval_tasks: int | None = typer.Option(None, "--eval-tasks", help="Held-out generated tasks."),
     fixture_suite: bool = typer.Option(True, "--fixture-suite/--no-fixture-suite"),
+    data_only: bool = typer.Option(
+        False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
+    ),
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation, verified harvest."""
     from dataclasses import replace
@@ -116,6 +119,13 @@ def demo_command(
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config = replace(config, with_fixture_suite=fixture_suite)
+    if data_only:
+        from punie.loop.demo import prepare_data
+
+        _, _, data = prepare_data(config, console)
+        console.print(f"mixed splits: {data['mixed_dir']}")
+        console.print(f"held-out tasks: {data['eval_tasks']}")
+        return
     result = run_demo(config, console)
     console.rule("[bold]base vs tuned")
     console.print(result.report_markdown.read_text(), markup=False, highlight=False)

@@ -184,22 +184,30 @@ def train_stage(
     return Path(summary["adapter"])
 
 
+def prepare_data(
+    config: DemoConfig, console: Console | None = None
+) -> tuple[Stages, Path, dict[str, Any]]:
+    """The demo's first stages: the embedded model, the generated tasks and the mixed splits."""
+    from punie.mlx.embedded import embedded_model_dir
+
+    console = console or Console()
+    stages = Stages(config.workdir, console=console)
+    console.rule("[bold]prepare the embedded model")
+    model_dir = embedded_model_dir()
+    console.print(f"model: {model_dir}")
+    return stages, model_dir, build_data(stages, config, model_dir)
+
+
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
     """Run the whole loop; see the module docstring."""
     from punie.data.harvest import harvest_traces
     from punie.evaluation.evaluate import EvalTarget, evaluate
     from punie.evaluation.suite import load_suite, shipped_suites
-    from punie.mlx.embedded import embedded_model_dir
     from punie.records.task import read_tasks
 
     console = console or Console()
     started = time.perf_counter()
-    stages = Stages(config.workdir, console=console)
-    console.rule("[bold]prepare the embedded model")
-    model_dir = embedded_model_dir()
-    console.print(f"model: {model_dir}")
-
-    data = build_data(stages, config, model_dir)
+    stages, model_dir, data = prepare_data(config, console)
     adapter = train_stage(stages, "train-punie", config, data["mixed_dir"], model_dir, "punie")
 
     tasks = list(read_tasks(Path(data["eval_tasks"])))
