@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from punie.errors import PunieError
-from punie.runtime.runner import default_trace_path
+from punie.runtime.session import default_trace_path
 from punie.runtime.tracker import read_traces
 
 

@@ -12,7 +12,8 @@ from punie.cli import app
 from punie.errors import ConfigError
 from punie.runtime.agent import AgentSettings
 from punie.runtime.guards import Budgets, RunStatus
-from punie.runtime.runner import RunHooks, default_trace_path, run_question
+from punie.runtime.runner import RunHooks
+from punie.runtime.session import default_trace_path, run_question
 from punie.runtime.tracker import ModelExchange, ToolCallRecord
 
 console = Console()

@@ -1,7 +1,7 @@
 """Run an eval suite through the real runtime against real servers, and score every run.
 
-`evaluate` serves each target's model (and adapter) with `serve_model`, one server at a time, or
-talks to a target's `base_url`; runs every task with `run_agent` concurrently under an anyio
+`evaluate` opens a runtime session per target (serving its model and adapter, one server at a
+time, or talking to its `base_url`); runs every task in it concurrently under an anyio
 `CapacityLimiter`, each in its own copy of the task's repository (a model that writes files
 cannot spoil the next task); keeps each label's traces; scores the runs; and writes the report.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,12 +24,11 @@ from punie.errors import ConfigError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
-from punie.records.profile import ModelProfile, resolve_profile
 from punie.records.task import TaskSpec
-from punie.runtime.agent import AgentSettings, ToolDeps, code_tool_schemas, create_agent
+from punie.runtime.agent import AgentSettings, code_tool_schemas
 from punie.runtime.guards import Budgets
-from punie.runtime.runner import RunTarget, run_agent
-from punie.runtime.tracker import RunOutcome, TraceWriter
+from punie.runtime.session import Session, open_session
+from punie.runtime.tracker import RunOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -74,44 +72,6 @@ class EvalOptions:
         )
 
 
-def _local_model(model: str | None) -> Path | None:
-    if model is None:
-        from punie.mlx.embedded import embedded_model_dir
-
-        return embedded_model_dir()
-    path = Path(model).expanduser()
-    return path if path.is_dir() else None
-
-
-def target_profile(target: EvalTarget) -> tuple[ModelProfile, Path | None]:
-    """The target's model profile and its local model folder (None for a remote name)."""
-    folder = _local_model(target.model)
-    name = str(folder) if folder is not None else str(target.model)
-    profile = resolve_profile(name, model_dir=folder, stop_override=target.stop)
-    return profile, folder
-
-
-@contextmanager
-def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[str, str]]:
-    """(base_url, request model name) for the target, serving it for the duration if needed."""
-    if target.base_url is not None:
-        if target.adapter is not None:
-            raise ConfigError(
-                f"target {target.label!r}: an adapter cannot be applied to a model at "
-                f"{target.base_url}; serve it there with the adapter, or leave out --base-url"
-            )
-        from punie.mlx.server import DEFAULT_MODEL_NAME
-
-        name = DEFAULT_MODEL_NAME if folder is not None else str(target.model or DEFAULT_MODEL_NAME)
-        yield target.base_url, name
-        return
-    from punie.mlx.server import serve_model
-
-    served = folder if folder is not None else str(target.model)
-    with serve_model(served, adapter=target.adapter) as server:
-        yield server.base_url, server.request_model
-
-
 async def _copy_repo(repo: Path) -> Path:
     """A private copy of `repo` for one run (in a new temporary folder)."""
     copy = Path(tempfile.mkdtemp(prefix="punie-eval-")) / repo.name
@@ -122,25 +82,17 @@ async def _copy_repo(repo: Path) -> Path:
 
 
 async def run_tasks(
+    session: Session,
     tasks: Sequence[TaskSpec],
-    *,
-    base_url: str,
-    request_model: str,
-    profile: ModelProfile,
-    target_name: str,
-    trace_path: Path,
     options: EvalOptions,
     on_done: Callable[[TaskSpec, RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
-    """Run every task against one OpenAI-compatible server, at most `options.concurrency` at once.
+    """Run every task in the session, at most `options.concurrency` at once.
 
-    Returns the outcomes in task order; every run is appended to `trace_path`.
+    Returns the outcomes in task order. Each run works in a throwaway copy of its task's
+    repository and is traced by the session (under the task's repository), also when Ctrl-C
+    cuts the evaluation short.
     """
-    agent = create_agent(
-        profile, base_url=base_url, model=request_model, settings=options.agent_settings()
-    )
-    run_target = RunTarget(model=target_name, profile=profile, base_url=base_url)
-    trace = TraceWriter(trace_path)
     limiter = anyio.CapacityLimiter(max(1, options.concurrency))
     outcomes: list[RunOutcome | None] = [None] * len(tasks)
 
@@ -148,21 +100,15 @@ async def run_tasks(
         async with limiter:
             workspace = await _copy_repo(Path(task.repo))
             try:
-                outcome = await run_agent(
-                    agent,
-                    task.question,
-                    ToolDeps.for_repo(workspace),
-                    run_target,
-                    budgets=options.budgets,
+                # The trace names the task's repository, not the copy, so harvested runs keep
+                # their repository (splits are made by repository).
+                outcome = await session.ask(
+                    task.question, workspace, budgets=options.budgets, trace_repo=task.repo
                 )
             finally:
                 await anyio.to_thread.run_sync(
                     partial(shutil.rmtree, workspace.parent, ignore_errors=True)
                 )
-        # The trace names the task's repository, not the throwaway copy the run worked in, so
-        # harvested runs keep their repository (splits are made by repository).
-        outcome = outcome.model_copy(update={"repo": task.repo})
-        trace.append(outcome)
         outcomes[index] = outcome
         log.info("eval_task_done", task_id=task.id, status=outcome.status.value)
         if on_done is not None:
@@ -188,44 +134,38 @@ def evaluate_target(
     progress: Progress | None = None,
 ) -> tuple[TargetInfo, list[RunScore]]:
     """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`."""
-    profile, folder = target_profile(target)
-    counter = TokenCounter.for_model(folder)
     trace_path = out_dir / target.label / "traces.jsonl"
     trace_path.unlink(missing_ok=True)
     schemas = tool_schemas()
-    markers = profile.cut_markers
     scores: list[RunScore] = []
     bar = progress.add_task(target.label, total=len(tasks)) if progress is not None else None
+    with open_session(
+        target.model,
+        base_url=target.base_url,
+        adapter=target.adapter,
+        stop=target.stop,
+        settings=options.agent_settings(),
+        trace_path=trace_path,
+    ) as session:
+        profile, folder = session.profile, session.model_dir
+        counter = TokenCounter.for_model(folder)
 
-    def done(task: TaskSpec, outcome: RunOutcome) -> None:
-        scores.append(
-            score_run(
-                task,
-                outcome,
-                label=target.label,
-                markers=markers,
-                counter=counter,
-                schemas=schemas,
+        def done(task: TaskSpec, outcome: RunOutcome) -> None:
+            scores.append(
+                score_run(
+                    task,
+                    outcome,
+                    label=target.label,
+                    markers=profile.cut_markers,
+                    counter=counter,
+                    schemas=schemas,
+                )
             )
-        )
-        if progress is not None and bar is not None:
-            progress.advance(bar)
+            if progress is not None and bar is not None:
+                progress.advance(bar)
 
-    name = str(folder) if folder is not None else str(target.model)
-    with target_endpoint(target, folder) as (base_url, request_model):
-        anyio.run(
-            partial(
-                run_tasks,
-                tasks,
-                base_url=base_url,
-                request_model=request_model,
-                profile=profile,
-                target_name=name,
-                trace_path=trace_path,
-                options=options,
-                on_done=done,
-            )
-        )
+        anyio.run(run_tasks, session, tasks, options, done)
+    name = session.target.model
     order = {task.id: i for i, task in enumerate(tasks)}
     scores.sort(key=lambda s: order[s.task_id])
     info = TargetInfo(

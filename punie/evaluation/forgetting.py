@@ -14,7 +14,6 @@ import statistics
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -22,17 +21,13 @@ import structlog
 from pydantic import BaseModel
 
 from punie.errors import DataError
-from punie.evaluation.evaluate import (
-    EvalOptions,
-    EvalTarget,
-    run_tasks,
-    target_endpoint,
-    target_profile,
-)
+from punie.evaluation.evaluate import EvalOptions, EvalTarget, run_tasks
 from punie.mlx.train.loss import held_out_loss
 from punie.records.conversation import Conversation, read_conversations
+from punie.records.jsonl import write_text
 from punie.records.task import TaskSpec
 from punie.runtime.guards import RunStatus
+from punie.runtime.session import local_model_dir, open_session
 
 log = structlog.get_logger(__name__)
 
@@ -119,25 +114,21 @@ def forgetting_check(
             for i, (question, _) in enumerate(pairs)
         ]
         for target in targets:
-            profile, folder = target_profile(target)
+            folder = local_model_dir(target.model) if target.base_url is None else None
             loss = None
             if with_loss and folder is not None:
                 loss = held_out_loss(
                     folder, conversations_path, adapter=target.adapter, limit=limit
                 )
-            with target_endpoint(target, folder) as (base_url, request_model):
-                outcomes = anyio.run(
-                    partial(
-                        run_tasks,
-                        tasks,
-                        base_url=base_url,
-                        request_model=request_model,
-                        profile=profile,
-                        target_name=str(folder or target.model),
-                        trace_path=Path(out_dir) / target.label / "forgetting_traces.jsonl",
-                        options=options,
-                    )
-                )
+            with open_session(
+                target.model,
+                base_url=target.base_url,
+                adapter=target.adapter,
+                stop=target.stop,
+                settings=options.agent_settings(),
+                trace_path=Path(out_dir) / target.label / "forgetting_traces.jsonl",
+            ) as session:
+                outcomes = anyio.run(run_tasks, session, tasks, options)
             direct = [
                 o.status is RunStatus.ANSWERED and not any(e.tool_calls for e in o.exchanges)
                 for o in outcomes
@@ -158,9 +149,7 @@ def forgetting_check(
             )
             log.info("forgetting_target_done", **results[-1].model_dump())
     report = ForgettingReport(conversations=str(conversations_path), results=results)
-    out = Path(out_dir) / "forgetting.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.model_dump_json(indent=2) + "\n")
+    write_text(Path(out_dir) / "forgetting.json", report.model_dump_json(indent=2) + "\n")
     return report
 
 

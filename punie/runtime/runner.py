@@ -6,13 +6,10 @@ the outcome with its partial transcript is appended to the traces file before co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
-import platformdirs
 import structlog
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import (
@@ -29,8 +26,8 @@ from pydantic_ai.messages import (
     ToolCallPart,
 )
 
-from punie.records.profile import ModelProfile, resolve_profile
-from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
+from punie.records.profile import ModelProfile
+from punie.runtime.agent import ToolDeps
 from punie.runtime.guards import (
     Budgets,
     GuardTripped,
@@ -59,7 +56,6 @@ class RunHooks:
 
     on_response: Callable[[ModelExchange], None] | None = None
     on_tool_call: Callable[[ToolCallRecord], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def run_agent(
@@ -71,10 +67,12 @@ async def run_agent(
     budgets: Budgets | None = None,
     trace: TraceWriter | None = None,
     hooks: RunHooks | None = None,
+    trace_repo: str | None = None,
 ) -> RunOutcome:
     """Run one question to an explicit end and append its outcome to `trace`.
 
-    Ctrl-C (or cancellation) still writes the trace line, then propagates.
+    Ctrl-C (or cancellation) still writes the trace line, then propagates. `trace_repo` names
+    the repository in the outcome when the workspace is a throwaway copy of it.
     """
     budgets = budgets or Budgets()
     hooks = hooks or RunHooks()
@@ -127,7 +125,7 @@ async def run_agent(
         output=output if status is RunStatus.ANSWERED else None,
         reason=reason,
         question=question,
-        repo=str(deps.workspace.root),
+        repo=trace_repo or str(deps.workspace.root),
         model=target.model,
         base_url=target.base_url,
         profile={
@@ -205,65 +203,3 @@ def _model_error_line(exc: ModelAPIError, target: RunTarget) -> str:
     if status is not None:
         return f"model server at {where} answered HTTP {status}: {detail}"
     return f"model server at {where} failed: {detail}"
-
-
-def run_question(
-    question: str,
-    repo: Path,
-    *,
-    base_url: str | None = None,
-    model: str | None = None,
-    stop: Sequence[str] | None = None,
-    adapter: Path | None = None,
-    settings: AgentSettings | None = None,
-    budgets: Budgets | None = None,
-    trace_path: Path | None = None,
-    hooks: RunHooks | None = None,
-    use_trained_adapter: bool = True,
-) -> RunOutcome:
-    """Answer one question about `repo`: on the server at `base_url`, or on a local model served
-    for this run and stopped afterwards: by default the embedded model with the newest adapter
-    the loop trained for it (`punie demo` records it)."""
-    deps = ToolDeps.for_repo(repo)
-    trace = TraceWriter(trace_path or default_trace_path())
-    if base_url is not None:
-        name = model or "default_model"
-        profile = resolve_profile(name, stop_override=stop)
-        agent = create_agent(profile, base_url=base_url, model=name, settings=settings)
-        target = RunTarget(model=name, profile=profile, base_url=base_url)
-        return anyio.run(_run_once, agent, question, deps, target, budgets, trace, hooks)
-
-    from punie.mlx.embedded import embedded_model_dir
-    from punie.mlx.server import serve_model
-
-    served = Path(model) if model else embedded_model_dir()
-    if adapter is None and model is None and use_trained_adapter:
-        from punie.mlx.adapters import latest_adapter
-
-        adapter = latest_adapter(served)
-    profile = resolve_profile(
-        str(served), model_dir=served if served.is_dir() else None, stop_override=stop
-    )
-    with serve_model(served, adapter=adapter) as server:
-        agent = create_agent(
-            profile, base_url=server.base_url, model=server.request_model, settings=settings
-        )
-        target = RunTarget(model=str(served), profile=profile, base_url=server.base_url)
-        return anyio.run(_run_once, agent, question, deps, target, budgets, trace, hooks)
-
-
-async def _run_once(
-    agent: Agent[ToolDeps, str],
-    question: str,
-    deps: ToolDeps,
-    target: RunTarget,
-    budgets: Budgets | None,
-    trace: TraceWriter,
-    hooks: RunHooks | None,
-) -> RunOutcome:
-    return await run_agent(agent, question, deps, target, budgets=budgets, trace=trace, hooks=hooks)
-
-
-def default_trace_path() -> Path:
-    """Where runs are traced unless told otherwise: the user's data folder."""
-    return platformdirs.user_data_path("punie") / "traces.jsonl"

@@ -1,0 +1,181 @@
+"""A runtime session: the one way Punie wires a model to an agent and a trace.
+
+`open_session` serves a local model (the embedded one by default, with an adapter) or connects to
+an OpenAI-compatible server at `base_url`, resolves the model's profile (its stop sequences),
+builds the agent and opens the traces file. `punie run`, the evaluator, the forgetting check and
+`examples/run_agent.py` all go through it, so every run of every entry point is traced the same
+way, including a run cut short by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import platformdirs
+from pydantic_ai import Agent
+
+from punie.errors import ConfigError
+from punie.records.profile import ModelProfile, resolve_profile
+from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
+from punie.runtime.guards import Budgets
+from punie.runtime.runner import RunHooks, RunTarget, run_agent
+from punie.runtime.tracker import RunOutcome, TraceWriter
+
+DEFAULT_REQUEST_MODEL = "default_model"
+
+
+def default_trace_path() -> Path:
+    """Where runs are traced unless told otherwise: the user's data folder."""
+    return platformdirs.user_data_path("punie") / "traces.jsonl"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the model answers: the server's URL and the `model` each request names."""
+
+    base_url: str
+    request_model: str
+    served: bool
+    """True when this session started the server (and stops it on exit)."""
+
+
+@dataclass
+class Session:
+    """A model behind an endpoint, its profile, the agent on it, and the trace runs go to."""
+
+    endpoint: Endpoint
+    profile: ModelProfile
+    agent: Agent[ToolDeps, str]
+    target: RunTarget
+    model_dir: Path | None
+    """The local model folder (its tokenizer counts tokens); None for a remote model name."""
+    trace: TraceWriter | None = None
+
+    async def ask(
+        self,
+        question: str,
+        repo: Path | str,
+        *,
+        budgets: Budgets | None = None,
+        hooks: RunHooks | None = None,
+        trace_repo: str | None = None,
+    ) -> RunOutcome:
+        """Run one question on `repo` to an explicit end; the trace line is written whatever
+        ends it. `trace_repo` names the repository in the trace when `repo` is a throwaway copy.
+        """
+        return await run_agent(
+            self.agent,
+            question,
+            ToolDeps.for_repo(repo),
+            self.target,
+            budgets=budgets,
+            trace=self.trace,
+            hooks=hooks,
+            trace_repo=trace_repo,
+        )
+
+
+def local_model_dir(model: str | Path | None) -> Path | None:
+    """The local mlx-lm folder `model` names (None: the embedded model), else None."""
+    if model is None:
+        from punie.mlx.embedded import embedded_model_dir
+
+        return embedded_model_dir()
+    path = Path(model).expanduser()
+    return path.resolve() if path.is_dir() else None
+
+
+@contextmanager
+def open_session(
+    model: str | Path | None = None,
+    *,
+    base_url: str | None = None,
+    adapter: Path | None = None,
+    stop: Sequence[str] | None = None,
+    settings: AgentSettings | None = None,
+    trace_path: Path | None = None,
+    use_trained_adapter: bool = False,
+) -> Iterator[Session]:
+    """Open a session on a model.
+
+    Without `base_url`, `model` (a local mlx-lm folder or a Hugging Face id; None: the embedded
+    model) is served on 127.0.0.1 with `adapter` (or, with `use_trained_adapter`, the newest
+    adapter the loop trained for it) and stopped on exit. With `base_url`, `model` names the
+    model: a local folder gives the profile and tokenizer (and `default_model` is sent, as an
+    `mlx_lm server` of that folder expects), any other name is sent as is.
+    """
+    folder = local_model_dir(model) if base_url is None or model is not None else None
+    name = str(folder) if folder is not None else str(model or DEFAULT_REQUEST_MODEL)
+    profile = resolve_profile(name, model_dir=folder, stop_override=stop)
+    trace = TraceWriter(trace_path) if trace_path is not None else None
+    with _endpoint(base_url, model, folder, adapter, use_trained_adapter) as endpoint:
+        agent = create_agent(
+            profile, base_url=endpoint.base_url, model=endpoint.request_model, settings=settings
+        )
+        target = RunTarget(model=name, profile=profile, base_url=endpoint.base_url)
+        yield Session(endpoint, profile, agent, target, folder, trace)
+
+
+@contextmanager
+def _endpoint(
+    base_url: str | None,
+    model: str | Path | None,
+    folder: Path | None,
+    adapter: Path | None,
+    use_trained_adapter: bool,
+) -> Iterator[Endpoint]:
+    if base_url is not None:
+        if adapter is not None:
+            raise ConfigError(
+                f"an adapter cannot be applied to the model at {base_url}; serve it there with "
+                "the adapter, or leave out --base-url so Punie serves it"
+            )
+        request = DEFAULT_REQUEST_MODEL if folder is not None or model is None else str(model)
+        yield Endpoint(base_url, request, served=False)
+        return
+    from punie.mlx.server import serve_model
+
+    if adapter is None and use_trained_adapter and folder is not None:
+        from punie.mlx.adapters import latest_adapter
+
+        adapter = latest_adapter(folder)
+    with serve_model(folder if folder is not None else str(model), adapter=adapter) as server:
+        yield Endpoint(server.base_url, server.request_model, served=True)
+
+
+def run_question(
+    question: str,
+    repo: Path,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    stop: Sequence[str] | None = None,
+    adapter: Path | None = None,
+    settings: AgentSettings | None = None,
+    budgets: Budgets | None = None,
+    trace_path: Path | None = None,
+    hooks: RunHooks | None = None,
+    use_trained_adapter: bool = True,
+) -> RunOutcome:
+    """Answer one question about `repo` in a session of its own (what `punie run` does): by
+    default the embedded model served with the newest adapter the loop trained for it."""
+    with open_session(
+        model,
+        base_url=base_url,
+        adapter=adapter,
+        stop=stop,
+        settings=settings,
+        trace_path=trace_path or default_trace_path(),
+        use_trained_adapter=use_trained_adapter,
+    ) as session:
+        return anyio.run(_ask, session, question, repo, budgets, hooks)
+
+
+async def _ask(
+    session: Session, question: str, repo: Path, budgets: Budgets | None, hooks: RunHooks | None
+) -> RunOutcome:
+    return await session.ask(question, repo, budgets=budgets, hooks=hooks)
