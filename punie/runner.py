@@ -6,6 +6,7 @@ the outcome with its partial transcript is appended to the traces file before co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,10 @@ from pydantic_ai.messages import (
 
 from punie.agent import AgentSettings, ToolDeps, create_agent
 from punie.guards import Budgets, GuardTripped, LoopDetector, RunStatus, find_degenerate_repeat
+from punie.interrupts import Interrupted, stop_on_signals
 from punie.profiles import ModelProfile, resolve_profile
 from punie.reply_recovery import response_repair
+from punie.tools import detect_sandbox
 from punie.tracker import ModelExchange, RunOutcome, ToolCallRecord, TraceWriter
 
 log = structlog.get_logger(__name__)
@@ -68,7 +71,9 @@ async def run_agent(
 ) -> RunOutcome:
     """Run one question to an explicit end and append its outcome to `trace`.
 
-    Ctrl-C (or cancellation) still writes the trace line, then propagates.
+    Ctrl-C (or cancellation) kills the run's commands, still writes the trace line (with the
+    call in flight), then propagates. When the wall-clock budget is spent, running commands
+    are killed at once, so the run ends on time.
     """
     budgets = budgets or Budgets()
     hooks = hooks or RunHooks()
@@ -76,8 +81,13 @@ async def run_agent(
     if hooks.on_tool_call is not None:
         tracker.listeners.append(hooks.on_tool_call)
     loop = LoopDetector(budgets.repeat_limit)
-    if not deps.sandbox.available:
-        log.warning("commands_not_sandboxed", reason=deps.sandbox.reason)
+    if not deps.sandbox.confining:
+        log.warning("commands_not_sandboxed", kind=deps.sandbox.kind, reason=deps.sandbox.reason)
+    budget_timer = threading.Timer(
+        budgets.max_seconds, deps.commands.kill_all, args=("the run's time budget was spent",)
+    )
+    budget_timer.daemon = True
+    budget_timer.start()
     messages: list[ModelMessage] = []
     status = RunStatus.ANSWERED
     output: str | None = None
@@ -113,7 +123,18 @@ async def run_agent(
         where = target.base_url or target.model
         status, reason = RunStatus.MODEL_ERROR, f"model at {where} failed: {exc.message}"
     except (KeyboardInterrupt, anyio.get_cancelled_exc_class()) as exc:
-        status, reason, interrupted = RunStatus.INTERRUPTED, "interrupted by the user", exc
+        deps.commands.kill_all("interrupted")
+        reason = deps.stop_reason or "interrupted by the user"
+        status, interrupted = RunStatus.INTERRUPTED, exc
+    except Exception as exc:  # never lose the trace line, whatever broke
+        log.exception("run_crashed")
+        status = RunStatus.MODEL_ERROR
+        reason = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        budget_timer.cancel()
+    if status is not RunStatus.ANSWERED:
+        deps.commands.kill_all(reason or status.value)
+        deps.flush_in_flight(reason or status.value)
 
     outcome = RunOutcome(
         run_id=tracker.run_id,
@@ -129,7 +150,7 @@ async def run_agent(
             "stop_sequences": list(target.profile.stop_sequences),
             "source": target.profile.source,
         },
-        sandbox=deps.sandbox.kind if deps.sandbox.available else f"none ({deps.sandbox.reason})",
+        sandbox=deps.sandbox.describe(),
         started_at=tracker.started_at,
         duration_s=round(tracker.elapsed_s(), 3),
         tool_calls=list(tracker.tool_calls),
@@ -214,11 +235,18 @@ def run_question(
     trace_path: Path | None = None,
     hooks: RunHooks | None = None,
     use_trained_adapter: bool = True,
+    unsandboxed: bool = False,
 ) -> RunOutcome:
     """Answer one question about `repo`: on the server at `base_url`, or on a local model served
     for this run and stopped afterwards: by default the embedded model with the newest adapter
-    the loop trained for it (`punie demo` records it)."""
-    deps = ToolDeps.for_repo(repo)
+    the loop trained for it (`punie demo` records it).
+
+    Commands run in the platform's sandbox; with none, they are refused unless `unsandboxed`
+    (or `PUNIE_UNSANDBOXED=1`). SIGINT/SIGTERM end the run `interrupted` and raise
+    `Interrupted` once its trace line is written.
+    """
+    sandbox = detect_sandbox(allow_unsandboxed=True if unsandboxed else None)
+    deps = ToolDeps.for_repo(repo, sandbox=sandbox)
     trace = TraceWriter(trace_path or default_trace_path())
     if base_url is not None:
         name = model or "default_model"
@@ -255,7 +283,15 @@ async def _run_once(
     trace: TraceWriter,
     hooks: RunHooks | None,
 ) -> RunOutcome:
-    return await run_agent(agent, question, deps, target, budgets=budgets, trace=trace, hooks=hooks)
+    def stopped(reason: str) -> None:
+        deps.stop_reason = reason
+
+    with anyio.CancelScope() as scope, stop_on_signals(deps.commands, scope.cancel, stopped) as sig:
+        return await run_agent(
+            agent, question, deps, target, budgets=budgets, trace=trace, hooks=hooks
+        )
+    assert sig.signum is not None  # only a signal cancels the scope
+    raise Interrupted(sig.signum)
 
 
 def default_trace_path() -> Path:
