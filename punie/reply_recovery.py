@@ -7,6 +7,7 @@ of the tests go through the same repair.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -90,12 +91,28 @@ def _call_key(name: str, arguments: object) -> str:
     return f"{name}\0{json.dumps(arguments, sort_keys=True, default=str)}"
 
 
+_BARE_CALL = re.compile(r'\{\s*"name"\s*:')
+_DECODER = json.JSONDecoder()
+_MAX_BARE = 200  # bare JSON objects looked at per quoted text
+
+
 def quoted_calls(texts: Iterable[str]) -> set[str]:
-    """The tool calls written inside quoted data, as comparable keys."""
+    """The tool calls written inside quoted data (tagged, fenced or bare JSON objects with a
+    name and arguments), as comparable keys."""
     keys: set[str] = set()
     for text in texts:
         if "<tool_call>" in text or "```" in text or "<functioncall>" in text or "TOOLCALL" in text:
             keys.update(_call_key(c.name, c.arguments) for c in parse_tool_calls(text).calls)
+        for count, match in enumerate(_BARE_CALL.finditer(text)):
+            if count >= _MAX_BARE:
+                break
+            try:
+                value, _ = _DECODER.raw_decode(text, match.start())
+            except ValueError:
+                continue
+            arguments = value.get("arguments", value.get("parameters"))
+            if isinstance(value.get("name"), str) and isinstance(arguments, dict):
+                keys.add(_call_key(value["name"], arguments))
     return keys
 
 

@@ -186,14 +186,31 @@ def test_a_folder_swapped_for_a_symlink_never_leaks(repo: Path, outside_dir: Pat
     (repo / "d" / "secret.txt").write_text("inside\n")
     swapper = textwrap.dedent(
         f"""
-        import os, time
+        import os, shutil, time
         d, real, link = {str(repo / "d")!r}, {str(repo / "d.real")!r}, {str(repo / "d.link")!r}
-        os.symlink({str(outside_dir)!r}, link)
+        outside = {str(outside_dir)!r}
+        os.symlink(outside, link)
+        def restore():
+            for _ in range(1000):
+                try:
+                    if os.path.islink(d):
+                        os.unlink(d)
+                    if os.path.isdir(real):
+                        if os.path.lexists(d):
+                            shutil.rmtree(d)
+                        os.rename(real, d)
+                    if not os.path.lexists(link):
+                        os.symlink(outside, link)
+                    return
+                except OSError:
+                    pass
         end = time.monotonic() + 60
         while time.monotonic() < end:
-            os.rename(d, real); os.rename(link, d)
-            os.rename(d, link); os.rename(real, d)
-        """
+            try:
+                os.rename(d, real); os.rename(link, d); os.rename(d, link); os.rename(real, d)
+            except OSError:  # a tool made `d` while it was away: put the real one back
+                restore()
+    """
     )
     helper = subprocess.Popen([sys.executable, "-c", swapper])
     ws = Workspace(repo)
@@ -209,6 +226,7 @@ def test_a_folder_swapped_for_a_symlink_never_leaks(repo: Path, outside_dir: Pat
                 pass
             with contextlib.suppress(ToolError):
                 write_file(ws, "d/written.txt", "x")
+        assert helper.poll() is None, "the swapping helper died: the race was not run"
     finally:
         helper.kill()
         helper.wait()
