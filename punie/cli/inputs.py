@@ -27,9 +27,9 @@ def input_file(path: Path, flag: str, *, text: bool = True) -> Path:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise ConfigError(f"{shown} does not exist: pass an existing file") from None
+        raise ConfigError(f"{shown}: no such file; pass an existing file") from None
     except OSError as exc:
-        raise ConfigError(f"{shown} cannot be read: {exc.strerror}") from None
+        raise ConfigError(f"{shown}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"{shown} is a folder: pass a file")
     if not stat.S_ISREG(st.st_mode):
@@ -37,7 +37,7 @@ def input_file(path: Path, flag: str, *, text: bool = True) -> Path:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise ConfigError(f"{shown} cannot be read: {exc.strerror}") from None
+        raise ConfigError(f"{shown}: cannot read it ({exc.strerror})") from None
     with handle:
         decoder = codecs.getincrementaldecoder("utf-8")()
         blank = True
