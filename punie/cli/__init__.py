@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import structlog
 import typer
 from rich.console import Console
 
@@ -32,11 +33,26 @@ def _register() -> None:
     from punie.cli import data, evaluate, model, run, serve, train  # noqa: F401
 
 
+def _one_line(message: str) -> None:
+    err_console.print("[red]error:[/red] ", end="", markup=True, highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Entry point: a PunieError becomes one red line and exit code 2."""
+    """Entry point: a PunieError (or a file system error) becomes one red line and exit code
+    2; anything else one line naming it and exit code 1, never a traceback (the traceback is
+    logged at DEBUG level)."""
     _register()
     try:
         app()
     except PunieError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+        _one_line(str(exc))
         sys.exit(2)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _one_line(f"{where}{exc.strerror or exc}")
+        sys.exit(2)
+    except Exception as exc:
+        structlog.get_logger(__name__).debug("cli_crashed", exc_info=True)
+        _one_line(f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
+        sys.exit(1)

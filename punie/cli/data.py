@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from punie.cli import app
+from punie.cli.inputs import input_file, output_file, output_folder
 
 data_app = typer.Typer(help="Build training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -41,6 +42,12 @@ def convert(
     """Convert public tool-calling rows into Conversation JSONL, with a report of skipped rows."""
     from punie.data import convert_file
 
+    local = Path(input)
+    if local.exists() or local.is_symlink() or local.suffix in {".jsonl", ".json", ".parquet"}:
+        input_file(local, "input", text=local.suffix != ".parquet")
+    output_file(out, "--out")
+    if report is not None:
+        output_file(report, "--report")
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -91,8 +98,11 @@ def generate(
     ] = None,
 ) -> None:
     """Build grounded code tasks from a real repository, running the real tools."""
-    from punie.data.generate.tasks import generate_to_files
+    from punie.data.generate.tasks.tasks import generate_to_files
 
+    output_file(out, "--out")
+    if tasks_out is not None:
+        output_file(tasks_out, "--tasks-out")
     with _progress() as progress:
         task = progress.add_task(f"generate {repo_name or repo.name}", total=limit)
         report = generate_to_files(
@@ -121,6 +131,11 @@ def harvest(
     """Turn answered runs from traces into training conversations."""
     from punie.data.harvest import harvest_traces
 
+    for path in traces:
+        input_file(path, "traces")
+    if verified is not None:
+        input_file(verified, "--verified")
+    output_file(out, "--out")
     with _progress() as progress:
         task = progress.add_task("harvest", total=None)
         report = harvest_traces(
@@ -156,6 +171,11 @@ def mix(
     """Validate, split and mix conversations into mlx-lm chat data with a dataset card."""
     from punie.data.mix import MixConfig, mix_datasets
 
+    for path in code:
+        input_file(path, "--code")
+    for path in generic or []:
+        input_file(path, "--generic")
+    output_folder(out, "--out")
     config = MixConfig(
         ratio=ratio,
         seed=seed,

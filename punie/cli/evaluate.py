@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from punie.cli import app
+from punie.cli.inputs import input_file, output_folder
 from punie.errors import ConfigError
 
 console = Console()
@@ -59,6 +60,11 @@ def eval_command(
     files = list(tasks or shipped_suites())
     if not files:
         raise ConfigError("no task files: pass --tasks FILE (JSONL of tasks)")
+    for path in tasks or []:
+        input_file(path, "--tasks")
+    if forgetting is not None:
+        input_file(forgetting, "--forgetting")
+    output_folder(out, "--out")
     suite = load_suite(files)
     main_label = label or ("tuned" if adapter else "base")
     targets = [EvalTarget(main_label, model=model, adapter=adapter, base_url=base_url)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -12,6 +13,7 @@ from punie.cli import app
 from punie.errors import ConfigError
 from punie.runtime.agent import AgentSettings
 from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.interrupts import Interrupted
 from punie.runtime.runner import RunHooks
 from punie.runtime.session import default_trace_path, run_question
 from punie.runtime.tracker import ModelExchange, ToolCallRecord
@@ -45,6 +47,30 @@ def _parse_logit_bias(items: list[str]) -> dict[str, int] | None:
     return bias or None
 
 
+def _check_run_inputs(
+    question: str,
+    repo: Path,
+    trace: Path | None,
+    max_tokens: int,
+    max_requests: int,
+    max_seconds: float,
+) -> None:
+    """One line naming the first input that cannot work, before anything starts."""
+    if not question.strip() or "\x00" in question:
+        raise ConfigError("the question is empty (or holds a NUL byte): ask something")
+    if not repo.exists():
+        raise ConfigError(f"--repo {str(repo)!r} does not exist: pass a repository folder")
+    if not repo.is_dir():
+        raise ConfigError(f"--repo {str(repo)!r} is not a folder: pass a repository folder")
+    if trace is not None and trace.exists() and not trace.is_file():
+        raise ConfigError(f"--trace {str(trace)!r} is not a regular file: pass a JSONL file path")
+    for flag, value in (("--max-tokens", max_tokens), ("--max-requests", max_requests)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be 1 or more")
+    if not max_seconds > 0:
+        raise ConfigError(f"--max-seconds {max_seconds}: must be more than 0")
+
+
 @app.command("run")
 def run_command(
     question: str = typer.Argument(..., help="What to ask about the repository."),
@@ -72,11 +98,19 @@ def run_command(
     logit_bias: list[str] | None = typer.Option(
         None, "--logit-bias", help="TOKEN_ID=BIAS sent with every request (repeatable)."
     ),
+    unsandboxed: bool = typer.Option(
+        False,
+        "--unsandboxed",
+        help="Where no sandbox works, run commands on the host anyway (PUNIE_UNSANDBOXED=1).",
+    ),
 ) -> None:
     """Ask a question about a repository; prints tool calls as they happen, then the answer.
 
-    Exit code 0 only when the run ended `answered`.
+    Commands run in a sandbox (bubblewrap, or sandbox-exec on macOS); without one they are
+    refused unless --unsandboxed. Exit code 0 only when the run ended `answered`; 130 (143)
+    after Ctrl-C (SIGTERM), with the trace line written.
     """
+    _check_run_inputs(question, repo, trace, max_tokens, max_requests, max_seconds)
     settings = AgentSettings(
         max_tokens=max_tokens,
         send_stop=not no_stop,
@@ -99,10 +133,14 @@ def run_command(
             trace_path=trace,
             hooks=hooks,
             use_trained_adapter=not base_model,
+            unsandboxed=unsandboxed,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal now is quiet
+            signal.signal(signum, signal.SIG_IGN)
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
         console.print("[yellow]interrupted[/]: the run's trace line was written")
-        raise typer.Exit(130) from None
+        raise typer.Exit(code) from None
     if outcome.status is RunStatus.ANSWERED:
         console.print(Panel(outcome.output or "", title="answer", expand=False))
     else:

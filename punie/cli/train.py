@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from punie.cli import app
+from punie.cli.inputs import input_file
 from punie.mlx.train.recipes import Recipe
 
 console = Console()
@@ -44,6 +45,8 @@ def train_command(
     """Train an adapter with the loss on every assistant turn (or `--recipe seed`)."""
     from punie.mlx.train import load_config, train
 
+    if config is not None:
+        input_file(config, "--config")
     overrides = {
         "model": model,
         "data": data,

@@ -7,6 +7,7 @@ every request of every run carries them; replies are cut client-side too (see
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.models import Model
 from pydantic_ai.models.openai import OpenAIChatModel
@@ -25,6 +27,7 @@ from punie.errors import ToolError
 from punie.records.profile import ModelProfile
 from punie.runtime.recovery import RecoveringModel
 from punie.runtime.tools import (
+    RunningCommands,
     Sandbox,
     Workspace,
     detect_sandbox,
@@ -34,6 +37,8 @@ from punie.runtime.tools import (
     write_file,
 )
 from punie.runtime.tracker import ToolCallRecord, Tracker
+
+log = structlog.get_logger(__name__)
 
 SYSTEM_PROMPT = (
     "You are Punie, a coding assistant in a code repository. Use the tools to look at the code "
@@ -62,12 +67,29 @@ class AgentSettings:
 
 @dataclass
 class ToolDeps:
-    """What the tools of one run need: the fenced workspace and the run's tracker."""
+    """What the tools of one run need: the fenced workspace, the run's tracker, the sandbox,
+    the run's running commands (so a signal or the budget kills them) and its in-flight calls."""
 
     workspace: Workspace
     tracker: Tracker = field(default_factory=Tracker)
     sandbox: Sandbox = field(default_factory=detect_sandbox)
     command_timeout_s: float = 30.0
+    commands: RunningCommands = field(default_factory=RunningCommands)
+    in_flight: dict[int, ToolCallRecord] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop_reason: str | None = None
+    """Why the run is being stopped from outside (a signal), for its trace."""
+
+    def flush_in_flight(self, why: str) -> list[ToolCallRecord]:
+        """Record every call still running as ended by `why` (the run is ending); a call
+        finishing later is not recorded twice."""
+        with self.lock:
+            records = list(self.in_flight.values())
+            self.in_flight.clear()
+        for record in records:
+            record.error = f"not finished: {why}"
+            self.tracker.record_tool_call(record)
+        return records
 
     @classmethod
     def for_repo(cls, repo: Path | str, **kwargs: Any) -> ToolDeps:
@@ -152,26 +174,38 @@ def create_agent(
 def _record(
     ctx: RunContext[ToolDeps], name: str, arguments: dict[str, Any], body: Callable[[], str]
 ) -> str:
-    """Run a tool body, record the call in the run's tracker, and turn ToolError into a result."""
-    tracker = ctx.deps.tracker
+    """Run a tool body and record the call in the run's tracker.
+
+    Any failure becomes the tool's result (`Error: ...`) the model can act on: a ToolError as
+    it is, any other exception as one line naming it, never a traceback.
+    """
+    deps = ctx.deps
+    tracker = deps.tracker
     start = time.perf_counter()
+    record = ToolCallRecord(
+        step=tracker.step,
+        name=name,
+        arguments={k: v for k, v in arguments.items() if v is not None},
+        tool_call_id=ctx.tool_call_id,
+    )
+    with deps.lock:
+        deps.in_flight[id(record)] = record
     result: str | None = None
     error: str | None = None
     try:
         result = body()
     except ToolError as exc:
         error = str(exc)
-    tracker.record_tool_call(
-        ToolCallRecord(
-            step=tracker.step,
-            name=name,
-            arguments={k: v for k, v in arguments.items() if v is not None},
-            result=result,
-            error=error,
-            duration_ms=(time.perf_counter() - start) * 1000,
-            tool_call_id=ctx.tool_call_id,
-        )
-    )
+    except Exception as exc:  # a bug or an input no check foresaw: still only a result
+        log.exception("tool_crashed", tool=name)
+        error = f"{name} failed: {type(exc).__name__}: {str(exc)[:500]}"
+    finally:
+        with deps.lock:
+            mine = deps.in_flight.pop(id(record), None) is not None
+    record.result, record.error = result, error
+    record.duration_ms = (time.perf_counter() - start) * 1000
+    if mine:  # else the run already recorded it as interrupted
+        tracker.record_tool_call(record)
     return result if error is None else f"Error: {error}"
 
 
@@ -182,7 +216,13 @@ def _run_command(ctx: RunContext[ToolDeps], command: str) -> str:
         ctx,
         "run_command",
         {"command": command},
-        lambda: run_command(d.workspace, command, timeout_s=d.command_timeout_s, sandbox=d.sandbox),
+        lambda: run_command(
+            d.workspace,
+            command,
+            timeout_s=d.command_timeout_s,
+            sandbox=d.sandbox,
+            running=d.commands,
+        ),
     )
 
 
@@ -195,8 +235,14 @@ def _grep(ctx: RunContext[ToolDeps], pattern: str, path: str = ".", glob: str = 
         glob: only files matching this glob, such as `*.py`.
     """
     arguments = {"pattern": pattern, "path": path, "glob": glob or None}
+    d = ctx.deps
     return _record(
-        ctx, "grep", arguments, lambda: grep(ctx.deps.workspace, pattern, path, glob=glob or None)
+        ctx,
+        "grep",
+        arguments,
+        lambda: grep(
+            d.workspace, pattern, path, glob=glob or None, sandbox=d.sandbox, running=d.commands
+        ),
     )
 
 

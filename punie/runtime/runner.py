@@ -6,6 +6,7 @@ the outcome with its partial transcript is appended to the traces file before co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,8 +72,10 @@ async def run_agent(
 ) -> RunOutcome:
     """Run one question to an explicit end and append its outcome to `trace`.
 
-    Ctrl-C (or cancellation) still writes the trace line, then propagates. `trace_repo` names
-    the repository in the outcome when the workspace is a throwaway copy of it.
+    Ctrl-C (or cancellation) kills the run's commands, still writes the trace line (with the
+    call in flight), then propagates. When the wall-clock budget is spent, running commands
+    are killed at once, so the run ends on time. `trace_repo` names the repository in the
+    outcome when the workspace is a throwaway copy of it.
     """
     budgets = budgets or Budgets()
     hooks = hooks or RunHooks()
@@ -80,8 +83,13 @@ async def run_agent(
     if hooks.on_tool_call is not None:
         tracker.listeners.append(hooks.on_tool_call)
     loop = LoopDetector(budgets.repeat_limit)
-    if not deps.sandbox.available:
-        log.warning("commands_not_sandboxed", reason=deps.sandbox.reason)
+    if not deps.sandbox.confining:
+        log.warning("commands_not_sandboxed", kind=deps.sandbox.kind, reason=deps.sandbox.reason)
+    budget_timer = threading.Timer(
+        budgets.max_seconds, deps.commands.kill_all, args=("the run's time budget was spent",)
+    )
+    budget_timer.daemon = True
+    budget_timer.start()
     messages: list[ModelMessage] = []
     status = RunStatus.ANSWERED
     output: str | None = None
@@ -117,7 +125,18 @@ async def run_agent(
         where = target.base_url or target.model
         status, reason = RunStatus.MODEL_ERROR, f"model at {where} failed: {exc.message}"
     except (KeyboardInterrupt, anyio.get_cancelled_exc_class()) as exc:
-        status, reason, interrupted = RunStatus.INTERRUPTED, "interrupted by the user", exc
+        deps.commands.kill_all("interrupted")
+        reason = deps.stop_reason or "interrupted by the user"
+        status, interrupted = RunStatus.INTERRUPTED, exc
+    except Exception as exc:  # never lose the trace line, whatever broke
+        log.exception("run_crashed")
+        status = RunStatus.MODEL_ERROR
+        reason = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        budget_timer.cancel()
+    if status is not RunStatus.ANSWERED:
+        deps.commands.kill_all(reason or status.value)
+        deps.flush_in_flight(reason or status.value)
 
     outcome = RunOutcome(
         run_id=tracker.run_id,
@@ -133,7 +152,7 @@ async def run_agent(
             "stop_sequences": list(target.profile.stop_sequences),
             "source": target.profile.source,
         },
-        sandbox=deps.sandbox.kind if deps.sandbox.available else f"none ({deps.sandbox.reason})",
+        sandbox=deps.sandbox.describe(),
         started_at=tracker.started_at,
         duration_s=round(tracker.elapsed_s(), 3),
         tool_calls=list(tracker.tool_calls),

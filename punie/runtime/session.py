@@ -22,7 +22,9 @@ from punie.errors import ConfigError
 from punie.records.profile import ModelProfile, resolve_profile
 from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
 from punie.runtime.guards import Budgets
+from punie.runtime.interrupts import Interrupted, stop_on_signals
 from punie.runtime.runner import RunHooks, RunTarget, run_agent
+from punie.runtime.tools import Sandbox, detect_sandbox
 from punie.runtime.tracker import RunOutcome, TraceWriter
 
 DEFAULT_REQUEST_MODEL = "default_model"
@@ -53,6 +55,8 @@ class Session:
     target: RunTarget
     model_dir: Path | None
     """The local model folder (its tokenizer counts tokens); None for a remote model name."""
+    sandbox: Sandbox
+    """Where `run_command` runs; kind "none" refuses every command."""
     trace: TraceWriter | None = None
 
     async def ask(
@@ -63,20 +67,38 @@ class Session:
         budgets: Budgets | None = None,
         hooks: RunHooks | None = None,
         trace_repo: str | None = None,
+        stop_on_signal: bool = False,
     ) -> RunOutcome:
         """Run one question on `repo` to an explicit end; the trace line is written whatever
         ends it. `trace_repo` names the repository in the trace when `repo` is a throwaway copy.
+
+        With `stop_on_signal` (a command-line run, in the main thread), SIGINT/SIGTERM kill the
+        run's commands, end it `interrupted` and raise `Interrupted` once its line is written.
         """
-        return await run_agent(
+        deps = ToolDeps.for_repo(repo, sandbox=self.sandbox)
+        run = run_agent(
             self.agent,
             question,
-            ToolDeps.for_repo(repo),
+            deps,
             self.target,
             budgets=budgets,
             trace=self.trace,
             hooks=hooks,
             trace_repo=trace_repo,
         )
+        if not stop_on_signal:
+            return await run
+
+        def stopped(reason: str) -> None:
+            deps.stop_reason = reason
+
+        with (
+            anyio.CancelScope() as scope,
+            stop_on_signals(deps.commands, scope.cancel, stopped) as signalled,
+        ):
+            return await run
+        assert signalled.signum is not None  # only a signal cancels the scope
+        raise Interrupted(signalled.signum)
 
 
 def local_model_dir(model: str | Path | None) -> Path | None:
@@ -99,6 +121,7 @@ def open_session(
     settings: AgentSettings | None = None,
     trace_path: Path | None = None,
     use_trained_adapter: bool = False,
+    unsandboxed: bool = False,
 ) -> Iterator[Session]:
     """Open a session on a model.
 
@@ -107,7 +130,11 @@ def open_session(
     adapter the loop trained for it) and stopped on exit. With `base_url`, `model` names the
     model: a local folder gives the profile and tokenizer (and `default_model` is sent, as an
     `mlx_lm server` of that folder expects), any other name is sent as is.
+
+    Commands run in the platform's sandbox; with none they are refused unless `unsandboxed`
+    (or `PUNIE_UNSANDBOXED=1`).
     """
+    sandbox = detect_sandbox(allow_unsandboxed=True if unsandboxed else None)
     folder = local_model_dir(model) if base_url is None or model is not None else None
     name = str(folder) if folder is not None else str(model or DEFAULT_REQUEST_MODEL)
     profile = resolve_profile(name, model_dir=folder, stop_override=stop)
@@ -117,7 +144,7 @@ def open_session(
             profile, base_url=endpoint.base_url, model=endpoint.request_model, settings=settings
         )
         target = RunTarget(model=name, profile=profile, base_url=endpoint.base_url)
-        yield Session(endpoint, profile, agent, target, folder, trace)
+        yield Session(endpoint, profile, agent, target, folder, sandbox, trace)
 
 
 @contextmanager
@@ -160,9 +187,11 @@ def run_question(
     trace_path: Path | None = None,
     hooks: RunHooks | None = None,
     use_trained_adapter: bool = True,
+    unsandboxed: bool = False,
 ) -> RunOutcome:
     """Answer one question about `repo` in a session of its own (what `punie run` does): by
-    default the embedded model served with the newest adapter the loop trained for it."""
+    default the embedded model served with the newest adapter the loop trained for it.
+    SIGINT/SIGTERM end the run `interrupted` and raise `Interrupted` once its line is written."""
     with open_session(
         model,
         base_url=base_url,
@@ -171,6 +200,7 @@ def run_question(
         settings=settings,
         trace_path=trace_path or default_trace_path(),
         use_trained_adapter=use_trained_adapter,
+        unsandboxed=unsandboxed,
     ) as session:
         return anyio.run(_ask, session, question, repo, budgets, hooks)
 
@@ -178,4 +208,4 @@ def run_question(
 async def _ask(
     session: Session, question: str, repo: Path, budgets: Budgets | None, hooks: RunHooks | None
 ) -> RunOutcome:
-    return await session.ask(question, repo, budgets=budgets, hooks=hooks)
+    return await session.ask(question, repo, budgets=budgets, hooks=hooks, stop_on_signal=True)

@@ -1,20 +1,22 @@
-"""`run_command`: a shell command in the workspace, with a timeout that kills its whole process
-group and an output cap, optionally inside the bubblewrap sandbox."""
+"""`run_command`: a shell command in the workspace, inside the sandbox, with a scrubbed
+environment, a timeout that kills its whole process group and an output cap."""
 
 from __future__ import annotations
 
 import codecs
 import os
 import selectors
-import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import structlog
 
 from punie.errors import ToolError
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT, OutputCapper
-from punie.runtime.tools.sandbox import Sandbox
+from punie.runtime.tools.processes import RUNNING, RunningCommands, kill_group
+from punie.runtime.tools.sandbox import HOW_TO_GET_ONE, Sandbox, default_sandbox
 from punie.runtime.tools.workspace import Workspace
 
 log = structlog.get_logger(__name__)
@@ -22,17 +24,23 @@ log = structlog.get_logger(__name__)
 _READ_SIZE = 65_536
 _POLL_S = 0.1
 _DRAIN_AFTER_EXIT_S = 0.5  # how long output left by background children is still read
+MAX_COMMAND_CHARS = 100_000
 
 
-def _kill_group(pgid: int) -> bool:
-    """SIGKILL every process in the group; whether any was still there."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # only a reused group id of someone else's processes; leave it
-        return False
-    return True
+def _check(command: str, timeout_s: float) -> None:
+    if not isinstance(command, str):
+        raise ToolError(f"run_command needs a command string, got {type(command).__name__}")
+    if not command.strip():
+        raise ToolError("run_command got an empty command: pass a shell command such as 'ls'")
+    if "\x00" in command:
+        raise ToolError("run_command got a command with a NUL byte: send plain shell text")
+    if len(command) > MAX_COMMAND_CHARS:
+        raise ToolError(
+            f"run_command got a {len(command):,}-character command: at most "
+            f"{MAX_COMMAND_CHARS:,}; write a script with write_file and run that"
+        )
+    if not timeout_s > 0:
+        raise ToolError(f"run_command timeout_s must be positive, got {timeout_s}")
 
 
 def run_command(
@@ -42,42 +50,100 @@ def run_command(
     timeout_s: float = 30.0,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     sandbox: Sandbox | None = None,
+    running: RunningCommands | None = None,
 ) -> str:
     """Run `command` with `bash -c` in the workspace root and return
     ``"exit code: N\\n<stdout and stderr, interleaved>"``, capped to `output_limit` characters.
 
+    It runs in `sandbox` (default: `default_sandbox()`); with no sandbox and no opt-in it is
+    refused. The environment is an allow-list (PATH, HOME, locale, TERM): no keys or tokens.
     The command gets its own process group; past `timeout_s` the whole group (children too) is
-    killed and the result says so. Background processes still running when the command exits
-    are killed too. Output is read as it comes, so a huge output never sits whole in memory.
+    killed and the result says so, as are background processes left when it exits. `running`
+    (and the process-wide registry) lets a signal handler kill it at once.
     """
-    if not command.strip():
-        raise ToolError("run_command got an empty command: pass a shell command such as 'ls'")
-    if timeout_s <= 0:
-        raise ToolError(f"run_command timeout_s must be positive, got {timeout_s}")
-    argv = ["bash", "-c", command]
-    sandbox_kind = "none"
-    if sandbox is not None:
-        if sandbox.available:
-            argv = sandbox.wrap(argv, ws.root)
-            sandbox_kind = sandbox.kind
-        else:
-            log.warning("command_unsandboxed", reason=sandbox.reason)
+    _check(command, timeout_s)
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    if not sandbox.available:
+        log.warning("command_refused", reason=sandbox.reason)
+        raise ToolError(
+            f"run_command is refused: no sandbox to run commands in ({sandbox.reason}). "
+            f"To enable it: {HOW_TO_GET_ONE}"
+        )
+    with tempfile.TemporaryDirectory(prefix="punie-cmd-") as scratch:
+        argv, env = sandbox.command(["bash", "-c", command], ws.root, Path(scratch))
+        return _run(ws, command, argv, env, timeout_s, output_limit, sandbox, running)
+
+
+def _run(
+    ws: Workspace,
+    command: str,
+    argv: list[str],
+    env: dict[str, str],
+    timeout_s: float,
+    output_limit: int,
+    sandbox: Sandbox,
+    running: RunningCommands | None,
+) -> str:
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
             argv,
             cwd=ws.root,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    except OSError as exc:
-        raise ToolError(f"could not start {argv[0]!r} to run {command!r}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"could not start {argv[0]!r} to run the command: {exc}") from None
+    registries = [RUNNING] + ([running] if running is not None else [])
+    for registry in registries:
+        registry.add(proc.pid)
+    try:
+        deadline = started + timeout_s
+        timed_out, leftovers_killed, text, capper = _collect(proc, deadline, output_limit)
+    finally:
+        kill_group(proc.pid)
+        proc.wait()
+        killed_for = [r.discard(proc.pid) for r in registries]
+    interrupted = next((why for why in killed_for if why), None)
+    returncode = proc.returncode
+    duration_ms = round((time.monotonic() - started) * 1000)
+    log.info(
+        "command_finished",
+        command=command[:500],
+        exit_code=None if timed_out or interrupted else returncode,
+        timed_out=timed_out,
+        interrupted=interrupted,
+        duration_ms=duration_ms,
+        output_chars=capper.total,
+        truncated=capper.truncated,
+        sandbox=sandbox.kind,
+    )
+    if interrupted:
+        header = (
+            f"exit code: none ({interrupted}; the command and all its child processes were killed)"
+        )
+    elif timed_out:
+        header = (
+            f"exit code: none (timed out after {timeout_s:g} s; the command and all its child "
+            "processes were killed)"
+        )
+    else:
+        header = f"exit code: {returncode}"
+        if leftovers_killed:
+            header += " (background processes it left running were killed)"
+    return f"{header}\n{text}"
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], deadline: float, output_limit: int
+) -> tuple[bool, bool, str, OutputCapper]:
+    """Read the command's output until it ends or the deadline; kill leftovers."""
     assert proc.stdout is not None
     capper = OutputCapper(output_limit)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    deadline = started + timeout_s
     timed_out = False
     leftovers_killed = False
     exited_at: float | None = None
@@ -88,13 +154,13 @@ def run_command(
             now = time.monotonic()
             if now >= deadline:
                 timed_out = exited_at is None
-                leftovers_killed = _kill_group(proc.pid) and not timed_out
+                leftovers_killed = kill_group(proc.pid) and not timed_out
                 break
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
             if exited_at is not None and now - exited_at > _DRAIN_AFTER_EXIT_S:
                 # A background child still holds the pipe open: stop it, keep what it wrote.
-                leftovers_killed = _kill_group(proc.pid)
+                leftovers_killed = kill_group(proc.pid)
                 break
             if not selector.select(min(_POLL_S, deadline - now)):
                 continue
@@ -108,28 +174,7 @@ def run_command(
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
         else:  # children that outlive bash in its group are not wanted
-            leftovers_killed = _kill_group(proc.pid) or leftovers_killed
-    returncode = proc.wait()
-    duration_ms = round((time.monotonic() - started) * 1000)
-    log.info(
-        "command_finished",
-        command=command,
-        exit_code=None if timed_out else returncode,
-        timed_out=timed_out,
-        duration_ms=duration_ms,
-        output_chars=capper.total,
-        truncated=capper.truncated,
-        sandbox=sandbox_kind,
-    )
-    if timed_out:
-        header = (
-            f"exit code: none (timed out after {timeout_s:g} s; the command and all its child "
-            "processes were killed)"
-        )
-    else:
-        header = f"exit code: {returncode}"
-        if leftovers_killed:
-            header += " (background processes it left running were killed)"
-    return f"{header}\n{capper.text()}"
+            leftovers_killed = kill_group(proc.pid) or leftovers_killed
+    return timed_out, leftovers_killed, capper.text(), capper

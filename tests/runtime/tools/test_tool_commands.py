@@ -10,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import UNSANDBOXED
 
 from punie.errors import ToolError
 from punie.runtime.tools import Workspace, run_command
@@ -46,6 +47,7 @@ def test_timeout_kills_the_command_and_the_child_it_spawned(repo: Path) -> None:
         Workspace(repo),
         "sleep 300 & echo $! > child.pid; echo started; sleep 300",
         timeout_s=1.5,
+        sandbox=UNSANDBOXED,  # host pids: the sandbox's own PID namespace is tested elsewhere
     )
     elapsed = time.monotonic() - started
     assert elapsed < 10
@@ -60,7 +62,11 @@ def test_timeout_kills_the_command_and_the_child_it_spawned(repo: Path) -> None:
 
 
 def test_background_children_do_not_outlive_the_command(repo: Path) -> None:
-    result = run_command(Workspace(repo), "sleep 300 >/dev/null 2>&1 & echo $! > bg.pid; echo done")
+    result = run_command(
+        Workspace(repo),
+        "sleep 300 >/dev/null 2>&1 & echo $! > bg.pid; echo done",
+        sandbox=UNSANDBOXED,
+    )
     assert result.startswith("exit code: 0")
     assert "background processes" in result.splitlines()[0]
     child = int((repo / "bg.pid").read_text())
@@ -95,3 +101,7 @@ def test_bad_arguments_are_tool_errors(repo: Path) -> None:
         run_command(Workspace(repo), "  ")
     with pytest.raises(ToolError, match="timeout_s must be positive"):
         run_command(Workspace(repo), "ls", timeout_s=0)
+    with pytest.raises(ToolError, match="NUL byte"):
+        run_command(Workspace(repo), "echo a\x00b")
+    with pytest.raises(ToolError, match="100,000"):
+        run_command(Workspace(repo), "x" * 1_000_000)
