@@ -98,7 +98,7 @@ def generate(
     ] = None,
 ) -> None:
     """Build grounded code tasks from a real repository, running the real tools."""
-    from punie.data.generate.tasks.tasks import generate_to_files
+    from punie.data.generate.tasks import generate_to_files
 
     output_file(out, "--out")
     if tasks_out is not None:
