@@ -104,6 +104,8 @@ def doctor_command(
 
 
 def _render(report: dict[str, Any]) -> None:
+    from punie.models.blas_probe import kernel_summary
+
     console = Console(highlight=False)
     m = report["machine"]
     memory = f"{m['memory_bytes'] / 2**30:.1f} GiB" if m.get("memory_bytes") else "?"
@@ -123,7 +125,8 @@ def _render(report: dict[str, Any]) -> None:
             mark = "[green]chosen[/]" if c["key"] == blas["chosen"] else ""
             verdict = mark if c["ok"] else f"[red]refused[/]: {c['reason']}"
             gflops = f"{c['gflops']:.1f}" if c["gflops"] is not None else "-"
-            table.add_row(c["key"], gflops, verdict, f"{c['kernel']}\n{c['library'] or ''}".strip())
+            detail = f"{kernel_summary(c['kernel'])}\n{c['library'] or ''}".strip()
+            table.add_row(c["key"], gflops, verdict, detail)
         console.print(table)
     model = report["model"]
     if model["installed"]:

@@ -54,6 +54,7 @@ __all__ = [
     "REFERENCE_NAME",
     "BlasChoice",
     "BlasVerdict",
+    "blas_candidates",
     "blas_override",
     "blas_verdict",
     "child_env",
@@ -129,6 +130,12 @@ def blas_override(env: Mapping[str, str] | None = None) -> str | None:
     raise ConfigError(
         f"{ENV_VAR}={value}: expected auto, {', '.join(KEYS)} or a path to a BLAS library (.so)"
     )
+
+
+def blas_candidates(*, cache_dir: Path | None = None) -> list[Candidate]:
+    """Every BLAS present here (the wheel's OpenBLAS through its link folder), reference last."""
+    root = (Path(cache_dir) if cache_dir is not None else _default_cache()) / "blas"
+    return find_candidates(link_root=root / "links")
 
 
 def blas_verdict(

@@ -219,6 +219,19 @@ def probe(
     return measurement
 
 
+def kernel_summary(kernel: str) -> str:
+    """A short form of a `Measurement.kernel`: "OpenBLAS 0.3.33 Cooperlake", "MKL 2026.2 ..."."""
+    parts = kernel.split(" | ")
+    config = next((p.split() for p in parts if p.startswith("OpenBLAS ")), None)
+    if config is not None:
+        return " ".join([*config[:2], parts[0]]) if len(parts) > 1 else " ".join(config[:2])
+    if "Math Kernel Library" in kernel:
+        version = re.search(r"Version (\S+?)-", kernel)
+        kernels = next((p for p in parts if p.startswith("kernels ")), "")
+        return f"MKL {version.group(1) if version else '?'} {kernels}".strip()
+    return kernel
+
+
 def _bundled_kernel(mapped: list[str]) -> str:
     blas = next((Path(p).name for p in mapped if Path(p).name.startswith("libblas")), None)
     return f"reference BLAS ({blas})" if blas else ""
