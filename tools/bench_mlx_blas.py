@@ -1,15 +1,16 @@
 """Benchmark MLX on Linux CPU: every BLAS candidate side by side, then stock vs the chosen one.
 
-Part 1 times a 2048² float32 matmul through MLX in a fresh child per candidate present (system
-OpenBLAS, the ngsolve-openblas wheel, MKL where installed, the bundled reference BLAS), each
-verified against numpy, in interleaved rounds (the order rotates), and reports the median, the
-spread and the kernel each runs; it checks that the BLAS Punie chose is within 90% of the fastest.
+Part 1 times float32 matmuls through MLX (1024², the size Punie's verdict measures, and 2048²)
+in a fresh child per candidate present (system OpenBLAS, the ngsolve-openblas wheel, MKL where
+installed, the bundled reference BLAS), each verified against numpy, in interleaved rounds (the
+order rotates), and reports the median, the spread and the kernel each runs; it checks that the
+BLAS Punie chose is within 90% of the fastest at each size.
 Part 2 compares the stock environment with `child_env(choose_blas())`: prompt processing and
 generation on the embedded SmolLM2 model (tok/s) and one LoRA training step (8 layers; seconds).
 Every report names the CPU, its load average and the BLAS. Prints tables and writes JSON.
 
     uv run python tools/bench_mlx_blas.py [--rounds 3] [--skip-generate] [--skip-train]
-        [--train-batch 2 --train-tokens 240] [--json tools/bench_mlx_blas.json]
+        [--train-batch 1 --train-tokens 240] [--json tools/bench_mlx_blas.json]
 
 The defaults run in a few minutes on 2 cores; the stock LoRA step dominates (`--train-batch 4
 --train-tokens 480`, the earlier setting, takes ~10 minutes stock on a busy 2-core host).
@@ -131,57 +132,68 @@ def _load() -> str:
 
 
 def compare_candidates(args: argparse.Namespace, console: Any) -> dict[str, Any]:
-    """Part 1: every candidate's 2048² matmul in interleaved rounds (verified against numpy)."""
+    """Part 1: every candidate's matmul (the verdict's 1024² and 2048²) in interleaved rounds,
+    each verified against numpy; the chosen one's median against the fastest, per size."""
     from rich.table import Table
 
     from punie.models.blas import BlasChoice, blas_candidates, blas_verdict, child_env
+    from punie.models.blas_probe import MATMUL_N as VERDICT_N
     from punie.models.blas_probe import TOLERANCE, kernel_summary
 
+    sizes = (VERDICT_N, MATMUL_N)
     candidates = blas_candidates()
     base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PUNIE_BLAS")}
-    runs: dict[str, list[float]] = {c.key: [] for c in candidates}
+    runs: dict[int, dict[str, list[float]]] = {n: {c.key: [] for c in candidates} for n in sizes}
     info: dict[str, dict[str, Any]] = {}
     loads = [_load()]
     for round_ in range(args.rounds):
         shift = round_ % len(candidates)
         for c in candidates[shift:] + candidates[:shift]:
             env = child_env(BlasChoice(c.name, c.library, c.env), base)
-            command = [sys.executable, "-m", "punie.models.blas_probe", str(MATMUL_N), "1.0"]
-            result = _run(command, env, f"matmul with {c.key}")
-            assert result["max_error"] <= TOLERANCE, (c.key, result["max_error"])
-            runs[c.key].append(result["gflops"])
+            for n in sizes:
+                command = [sys.executable, "-m", "punie.models.blas_probe", str(n), "1.0"]
+                result = _run(command, env, f"matmul with {c.key}")
+                assert result["max_error"] <= TOLERANCE, (c.key, result["max_error"])
+                runs[n][c.key].append(result["gflops"])
             info[c.key] = {
                 "kernel": kernel_summary(result["kernel"]) or "bundled reference BLAS",
                 "library": str(c.library or ""),
             }
         loads.append(_load())
-    medians = {k: statistics.median(v) for k, v in runs.items()}
-    fastest = max(medians, key=medians.__getitem__)
+    medians = {n: {k: statistics.median(v) for k, v in runs[n].items()} for n in sizes}
+    fastest = {n: max(medians[n], key=medians[n].__getitem__) for n in sizes}
     chosen = blas_verdict(override=None).chosen.key
-    ratio = medians[chosen] / medians[fastest]
-    table = Table(title=f"MLX matmul {MATMUL_N}² float32, {args.rounds} interleaved rounds")
-    for column in ("candidate", "median GFLOP/s", "runs", "vs fastest", "kernel"):
-        table.add_column(column, justify="right" if "GFLOP" in column or "vs" in column else "left")
-    for key, median in medians.items():
-        mark = " (chosen)" if key == chosen else ""
-        spread = " ".join(f"{g:.0f}" for g in runs[key])
-        kernel = info[key]["kernel"]
-        table.add_row(
-            key + mark, f"{median:.1f}", spread, f"{median / medians[fastest]:.0%}", kernel
-        )
+    ratio = {n: medians[n][chosen] / medians[n][fastest[n]] for n in sizes}
+    table = Table(title=f"MLX float32 matmul, {args.rounds} interleaved rounds, GFLOP/s")
+    table.add_column("candidate")
+    for n in sizes:
+        table.add_column(f"{n}² median", justify="right")
+        table.add_column("runs", justify="right")
+        table.add_column("vs fastest", justify="right")
+    table.add_column("kernel")
+    for c in candidates:
+        cells = [c.key + (" (chosen)" if c.key == chosen else "")]
+        for n in sizes:
+            median = medians[n][c.key]
+            cells += [f"{median:.1f}", " ".join(f"{g:.0f}" for g in runs[n][c.key])]
+            cells.append(f"{median / medians[n][fastest[n]]:.0%}")
+        table.add_row(*cells, info[c.key]["kernel"])
     console.print(table)
-    verdict = "ok" if ratio >= WITHIN else "MISSED"
-    console.print(
-        f"chosen {chosen}: {ratio:.0%} of the fastest ({fastest}); target >= {WITHIN:.0%} {verdict}"
-        f"; load average per round: {' | '.join(loads)}",
-        highlight=False,
-    )
+    for n in sizes:
+        verdict = "ok" if ratio[n] >= WITHIN else "MISSED"
+        console.print(
+            f"{n}²: chosen {chosen} is {ratio[n]:.0%} of the fastest ({fastest[n]}); "
+            f"target >= {WITHIN:.0%} {verdict}",
+            highlight=False,
+        )
+    console.print(f"load average per round: {' | '.join(loads)}", highlight=False)
     return {
+        "sizes": sizes,
         "gflops": runs,
         "median_gflops": medians,
         "fastest": fastest,
         "chosen": chosen,
-        "chosen_vs_fastest": round(ratio, 3),
+        "chosen_vs_fastest": {n: round(r, 3) for n, r in ratio.items()},
         "candidates": info,
         "load_average": loads,
     }
@@ -258,7 +270,7 @@ def main() -> None:
     parser.add_argument("--fast-repeats", type=int, default=3)
     parser.add_argument("--skip-generate", action="store_true", help="Leave out generation.")
     parser.add_argument("--skip-train", action="store_true", help="Leave out the LoRA step.")
-    parser.add_argument("--train-batch", type=int, default=2)
+    parser.add_argument("--train-batch", type=int, default=1)
     parser.add_argument("--train-tokens", type=int, default=240)
     parser.add_argument("--worker", choices=["generate", "train"], help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
