@@ -30,7 +30,7 @@ def _root(
 
 def _register() -> None:
     # Each stage of the loop keeps its commands in its own module; importing one registers them.
-    from punie.cli import data, evaluate, model, run, serve, train  # noqa: F401
+    from punie.cli import data, doctor, evaluate, model, run, serve, train  # noqa: F401
 
 
 def _one_line(message: str) -> None:

@@ -1,28 +1,77 @@
-"""Fast BLAS for MLX on Linux CPU: which optimized library to preload into mlx-lm child processes.
+"""Fast BLAS for MLX on Linux CPU: which library to preload into mlx-lm child processes.
 
-The `mlx[cpu]` wheel bundles the reference BLAS (a 2048² float32 matmul runs at ~6-8 GFLOP/s);
-preloading system OpenBLAS or the PyPI `mkl` wheel's `libmkl_rt` makes the same matmul ~30x
-faster. MLX resolves its `cblas_*`/LAPACK symbols through the dynamic linker, so `LD_PRELOAD`
-in the child's environment is enough; no rebuild, no root. On macOS MLX already uses Accelerate.
+The `mlx[cpu]` wheel bundles the reference BLAS (a few GFLOP/s for a float32 matmul). MLX resolves
+its `cblas_*` symbols through the dynamic linker, so `LD_PRELOAD` of an optimized BLAS in a child's
+environment makes the same matmul tens of times faster; no rebuild, no root.
+
+Which one is chosen by measurement: at first use each candidate present (see
+`punie.mlx.blas_candidates`) is verified and timed in a child (`punie.mlx.blas_probe`),
+the fastest that computes correct results wins, and the verdict is cached per machine (CPU and
+candidate libraries) in `<user cache>/punie/blas/verdict.json`. `PUNIE_BLAS` overrides it
+(read only by `blas_override`); `enabled=False` (`--no-fast-blas`) keeps the bundled BLAS.
+On macOS MLX already uses Accelerate.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
+import platform as platform_module
 import sys
-import sysconfig
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import platformdirs
 import structlog
+
+from punie.errors import ConfigError
+from punie.mlx import machine
+from punie.mlx.blas_candidates import (
+    CUSTOM,
+    KEYS,
+    MKL,
+    NAMES,
+    OPENBLAS_WHEEL,
+    REFERENCE,
+    SYSTEM_OPENBLAS,
+    Candidate,
+    find_candidates,
+    mkl_candidates,
+    openblas_candidates,
+    preload_candidate,
+)
+from punie.mlx.blas_probe import Measurement, probe
+
+__all__ = [
+    "ACCELERATE_NAME",
+    "MKL_NAME",
+    "OPENBLAS_NAME",
+    "OPENBLAS_WHEEL_NAME",
+    "REFERENCE_NAME",
+    "BlasChoice",
+    "BlasVerdict",
+    "blas_candidates",
+    "blas_override",
+    "blas_verdict",
+    "child_env",
+    "choose_blas",
+    "mkl_candidates",
+    "openblas_candidates",
+]
 
 log = structlog.get_logger(__name__)
 
-OPENBLAS_NAME = "openblas (system)"
-MKL_NAME = "mkl (PyPI wheel)"
-REFERENCE_NAME = "reference (bundled)"
+OPENBLAS_NAME = NAMES[SYSTEM_OPENBLAS]
+OPENBLAS_WHEEL_NAME = NAMES[OPENBLAS_WHEEL]
+MKL_NAME = NAMES[MKL]
+REFERENCE_NAME = NAMES[REFERENCE]
 ACCELERATE_NAME = "accelerate (macOS)"
+ENV_VAR = "PUNIE_BLAS"
+CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -32,6 +81,9 @@ class BlasChoice:
     name: str
     library: Path | None
     env: dict[str, str] = field(default_factory=dict)
+    key: str = ""
+    gflops: float | None = None
+    kernel: str = ""
 
     @property
     def is_fast(self) -> bool:
@@ -39,65 +91,160 @@ class BlasChoice:
         return self.library is not None or self.name == ACCELERATE_NAME
 
 
-def openblas_candidates() -> list[Path]:
-    """Where distributions install OpenBLAS, most preferred first.
+@dataclass(frozen=True)
+class BlasVerdict:
+    """Every candidate's measurement on this machine, and the one chosen (a candidate key)."""
 
-    Debian/Ubuntu's `libopenblas0-pthread` ships `/usr/lib/<multiarch>/openblas-pthread/
-    libopenblas.so.0` and points the `/usr/lib/<multiarch>/libopenblas.so.0` alternative at it;
-    Fedora/RHEL ship `/usr/lib64/libopenblasp.so.0` (pthreads) and `libopenblas.so.0`.
+    chosen: Measurement
+    measurements: list[Measurement]
+    machine: dict[str, Any]
+    measured_at: str
+    cached: bool
+    override: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen.key,
+            "override": self.override,
+            "cached": self.cached,
+            "measured_at": self.measured_at,
+            "machine": self.machine,
+            "candidates": [m.to_json() for m in self.measurements],
+        }
+
+
+def blas_override(env: Mapping[str, str] | None = None) -> str | None:
+    """`PUNIE_BLAS`: a candidate key, or a library path; None (or `auto`) means measure.
+
+    The one place the variable is read. A value that is neither raises ConfigError.
     """
-    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{os.uname().machine}-linux-gnu"
-    lib = Path("/usr/lib") / multiarch
-    return [
-        lib / "openblas-pthread" / "libopenblas.so.0",
-        lib / "libopenblas.so.0",
-        lib / "openblas-openmp" / "libopenblas.so.0",
-        Path("/usr/lib64/libopenblasp.so.0"),
-        Path("/usr/lib64/libopenblas.so.0"),
-    ]
+    value = (os.environ if env is None else env).get(ENV_VAR, "").strip()
+    if value in ("", "auto"):
+        return None
+    if value in KEYS:
+        return value
+    if "/" in value:
+        if not Path(value).is_file():
+            raise ConfigError(f"{ENV_VAR}={value}: no such library file")
+        return value
+    raise ConfigError(
+        f"{ENV_VAR}={value}: expected auto, {', '.join(KEYS)} or a path to a BLAS library (.so)"
+    )
 
 
-def mkl_candidates(prefixes: Sequence[Path] | None = None) -> list[Path]:
-    """Where the PyPI `mkl` wheel puts `libmkl_rt` (the environment's `lib/`, not site-packages)."""
-    roots = prefixes if prefixes is not None else _unique([Path(sys.prefix), Path(sys.base_prefix)])
-    return [
-        root / "lib" / name
-        for root in roots
-        for name in ("libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so")
-    ]
+def blas_candidates(*, cache_dir: Path | None = None) -> list[Candidate]:
+    """Every BLAS present here (the wheel's OpenBLAS through its link folder), reference last."""
+    root = (Path(cache_dir) if cache_dir is not None else _default_cache()) / "blas"
+    return find_candidates(link_root=root / "links")
+
+
+def blas_verdict(
+    *,
+    remeasure: bool = False,
+    override: str | None = None,
+    cache_dir: Path | None = None,
+    cpu: str | None = None,
+    openblas_paths: Sequence[Path] | None = None,
+    wheel_paths: Sequence[Path] | None = None,
+    mkl_paths: Sequence[Path] | None = None,
+) -> BlasVerdict:
+    """The BLAS verdict for this machine: cached when the CPU and the candidates are unchanged,
+    else each candidate is verified and timed in a child (a few seconds) and the result cached.
+
+    `override` is a `blas_override()` value. `cpu` replaces the CPU signature and the path
+    arguments replace the default search lists (tests use them to simulate other machines).
+    Raises ConfigError when the override names a library that is absent or was refused.
+    """
+    root = (Path(cache_dir) if cache_dir is not None else _default_cache()) / "blas"
+    candidates = find_candidates(
+        link_root=root / "links",
+        openblas_paths=openblas_paths,
+        wheel_paths=wheel_paths,
+        mkl_paths=mkl_paths,
+    )
+    wanted = list(candidates)
+    custom = None
+    if override is not None and override not in KEYS:
+        custom = preload_candidate(CUSTOM, Path(override), f"custom ({override})")
+        wanted.append(custom)
+    about = _machine(cpu)
+    path = root / "verdict.json"
+    cached = {} if remeasure else _load(path, about, [c.identity() for c in candidates])
+    measurements: dict[str, Measurement] = {}
+    fresh = False
+    for candidate in wanted:
+        identity = candidate.identity()
+        if identity in cached:
+            measurements[identity] = cached[identity]
+        else:
+            measurements[identity] = probe(
+                candidate.key, candidate.name, candidate.library, _probe_env(candidate)
+            )
+            fresh = True
+    if fresh:
+        _save(path, about, [c.identity() for c in candidates], {**cached, **measurements})
+    by_key = {m.key: m for m in measurements.values()}
+    chosen = _pick(override, by_key, custom)
+    verdict = BlasVerdict(
+        chosen=chosen,
+        measurements=list(measurements.values()),
+        machine=about,
+        measured_at=_stamp(path) if not fresh else datetime.now(UTC).isoformat(timespec="seconds"),
+        cached=not fresh,
+        override=override,
+    )
+    log.info("blas_verdict", chosen=chosen.key, gflops=chosen.gflops, cached=verdict.cached)
+    return verdict
 
 
 def choose_blas(
     *,
     enabled: bool = True,
-    openblas_paths: Sequence[Path] | None = None,
-    mkl_paths: Sequence[Path] | None = None,
     platform: str | None = None,
+    remeasure: bool = False,
+    cache_dir: Path | None = None,
+    cpu: str | None = None,
+    openblas_paths: Sequence[Path] | None = None,
+    wheel_paths: Sequence[Path] | None = None,
+    mkl_paths: Sequence[Path] | None = None,
 ) -> BlasChoice:
-    """Pick the fastest available BLAS for MLX child processes.
+    """The BLAS for MLX child processes: measured once per machine, then cached (see module doc).
 
-    Linux: system OpenBLAS, else the `mkl` wheel's `libmkl_rt`, else the bundled reference BLAS.
-    `enabled=False` keeps the reference BLAS. macOS already uses Accelerate. The path arguments
-    replace the default search lists (tests use them to simulate a machine without OpenBLAS).
+    `enabled=False` keeps the reference BLAS; `PUNIE_BLAS` forces one; macOS uses Accelerate.
     """
     platform = platform or sys.platform
     if platform == "darwin":
-        return BlasChoice(ACCELERATE_NAME, None, {})
+        return BlasChoice(ACCELERATE_NAME, None, {}, key="accelerate")
     if not enabled or not platform.startswith("linux"):
-        return BlasChoice(REFERENCE_NAME, None, {})
-    openblas = _first_file(openblas_paths if openblas_paths is not None else openblas_candidates())
-    if openblas is not None:
-        return BlasChoice(OPENBLAS_NAME, openblas, {"LD_PRELOAD": str(openblas)})
-    mkl = _first_file(mkl_paths if mkl_paths is not None else mkl_candidates())
-    if mkl is not None:
-        # Thread settings (MKL_NUM_THREADS, KMP_BLOCKTIME, MKL_THREADING_LAYER) made no
-        # measurable difference on a 2-core x86-64 host, so MKL's defaults are kept.
-        return BlasChoice(MKL_NAME, mkl, {"LD_PRELOAD": str(mkl)})
-    log.warning(
-        "blas_reference_only",
-        hint="install libopenblas0-pthread or `uv add mkl` for ~30x faster MLX on CPU",
+        return BlasChoice(REFERENCE_NAME, None, {}, key=REFERENCE)
+    override = blas_override()
+    if override == REFERENCE:
+        return BlasChoice(REFERENCE_NAME, None, {}, key=REFERENCE)
+    chosen = blas_verdict(
+        remeasure=remeasure,
+        override=override,
+        cache_dir=cache_dir,
+        cpu=cpu,
+        openblas_paths=openblas_paths,
+        wheel_paths=wheel_paths,
+        mkl_paths=mkl_paths,
+    ).chosen
+    if chosen.key == REFERENCE:
+        log.warning(
+            "blas_reference_only",
+            hint="`uv sync` installs ngsolve-openblas (Linux x86-64); or apt-get install "
+            "libopenblas0-pthread",
+        )
+        return BlasChoice(REFERENCE_NAME, None, {}, key=REFERENCE, gflops=chosen.gflops)
+    library = Path(chosen.library or "")
+    return BlasChoice(
+        chosen.name,
+        library,
+        {"LD_PRELOAD": str(library)},
+        key=chosen.key,
+        gflops=chosen.gflops,
+        kernel=chosen.kernel,
     )
-    return BlasChoice(REFERENCE_NAME, None, {})
 
 
 def child_env(choice: BlasChoice, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -116,12 +263,86 @@ def child_env(choice: BlasChoice, base: Mapping[str, str] | None = None) -> dict
     return env
 
 
-def _first_file(paths: Sequence[Path]) -> Path | None:
-    for path in paths:
-        if path.is_file():
-            return path
-    return None
+# --- helpers -----------------------------------------------------------------------------------
 
 
-def _unique(paths: list[Path]) -> list[Path]:
-    return list(dict.fromkeys(paths))
+def _pick(
+    override: str | None, by_key: dict[str, Measurement], custom: Candidate | None
+) -> Measurement:
+    if override is None:
+        verified = [m for m in by_key.values() if m.ok and m.gflops is not None]
+        if not verified:  # even the bundled BLAS failed: MLX itself is broken; keep it anyway
+            return by_key[REFERENCE]
+        return max(verified, key=lambda m: m.gflops or 0.0)
+    key = CUSTOM if custom is not None else override
+    if key not in by_key:
+        present = ", ".join(k for k in by_key if k != REFERENCE) or "none"
+        raise ConfigError(
+            f"{ENV_VAR}={override}: no {NAMES[key]} on this machine (present: {present})"
+        )
+    measurement = by_key[key]
+    if not measurement.ok:
+        raise ConfigError(f"{ENV_VAR}={override} refused: {measurement.reason}")
+    return measurement
+
+
+def _probe_env(candidate: Candidate) -> dict[str, str]:
+    """This process's environment without any preload (it may itself run a preloaded BLAS),
+    plus the candidate's."""
+    base = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return child_env(BlasChoice(candidate.name, candidate.library, candidate.env), base)
+
+
+def _machine(cpu: str | None) -> dict[str, Any]:
+    try:
+        mlx = importlib.metadata.version("mlx")
+    except importlib.metadata.PackageNotFoundError:
+        mlx = None
+    return {
+        "cpu": cpu if cpu is not None else machine.cpu_signature(),
+        "cpus": machine.cpu_count(),
+        "machine": platform_module.machine(),
+        "mlx": mlx,
+        "python": sys.executable,
+    }
+
+
+def _load(path: Path, about: dict[str, Any], auto: list[str]) -> dict[str, Measurement]:
+    """The cached measurements, or {} when the file is missing, stale or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["format"] != CACHE_FORMAT or data["machine"] != about or data["auto"] != auto:
+            log.info("blas_cache_stale", path=str(path))
+            return {}
+        return {k: Measurement.from_json(v) for k, v in data["measurements"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _save(
+    path: Path, about: dict[str, Any], auto: list[str], measurements: dict[str, Measurement]
+) -> None:
+    body = {
+        "format": CACHE_FORMAT,
+        "machine": about,
+        "auto": auto,
+        "measurements": {k: m.to_json() for k, m in measurements.items()},
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # an unwritable cache costs a re-measurement next time, no more
+        log.warning("blas_cache_unwritable", path=str(path), error=str(exc))
+
+
+def _stamp(path: Path) -> str:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    except OSError:
+        return ""
+
+
+def _default_cache() -> Path:
+    return Path(platformdirs.user_cache_dir("punie"))

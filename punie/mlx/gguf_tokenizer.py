@@ -135,7 +135,7 @@ def build_tokenizer(spec: GGUFTokenizerSpec) -> Tokenizer:
         raise ModelImportError(
             f"{spec.source}: pre-tokenizer {spec.pre!r} is not supported; supported: "
             f"{', '.join(sorted(PRE_TOKENIZERS))}. Add its split regex to "
-            "punie/models/gguf_tokenizer.py (llama.cpp's llama-vocab.cpp lists it)."
+            "punie/mlx/gguf_tokenizer.py (llama.cpp's llama-vocab.cpp lists it)."
         )
     if not spec.merges:
         raise ModelImportError(

@@ -1,15 +1,21 @@
-"""Benchmark MLX on Linux CPU with the wheel's bundled BLAS vs the BLAS Punie preloads.
+"""Benchmark MLX on Linux CPU: every BLAS candidate side by side, then stock vs the chosen one.
 
-In one run, each measurement runs in a fresh child process, once with the stock environment and
-once with `punie.mlx.blas.child_env(choose_blas())`: a 2048² float32 matmul (GFLOP/s), prompt
-processing and generation on the embedded SmolLM2 model (tok/s), and one LoRA training step
-(8 layers, batch 4 x 480 tokens; seconds). Prints a table with the ratios and writes JSON.
+Part 1 times float32 matmuls through MLX (1024², the size Punie's verdict measures, and 2048²)
+in a fresh child per candidate present (system OpenBLAS, the ngsolve-openblas wheel, MKL where
+installed, the bundled reference BLAS), each verified against numpy, in interleaved rounds (the
+order rotates), and reports the median, the spread and the kernel each runs; it checks that the
+BLAS Punie chose is within 90% of the fastest at each size.
+Part 2 compares the stock environment with `child_env(choose_blas())`: prompt processing and
+generation on the embedded SmolLM2 model (tok/s) and one LoRA training step (8 layers; seconds).
+Every report names the CPU, its load average and the BLAS. Prints tables and writes JSON.
 
-    uv run python tools/bench/mlx_blas.py [--json tools/bench/mlx_blas.json] [--skip-train]
+    uv run python tools/bench/mlx_blas.py [--rounds 3] [--skip-generate] [--skip-train]
+        [--train-batch 1 --train-tokens 240] [--json tools/bench/mlx_blas.json]
 
-The stock LoRA step dominates the run (minutes on 2 cores: 557 s on a busy 2-core host, where the
-fast one took 48 s); `--skip-train` leaves it out. Multi-threaded BLAS suffers most from other
-load on the host, so run it on a quiet machine when the ratios matter.
+The defaults run in a few minutes on 2 cores; the stock LoRA step dominates (`--train-batch 4
+--train-tokens 480`, the earlier setting, takes ~10 minutes stock on a busy 2-core host).
+Multi-threaded BLAS suffers most from other load on the host: run it on a quiet machine when the
+ratios matter, and read the load average printed beside the figures.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -28,24 +34,10 @@ MATMUL_N = 2048
 PROMPT_TOKENS = 256
 GENERATE_TOKENS = 32
 TRAIN_LAYERS = 8
-TRAIN_BATCH = 4
-TRAIN_TOKENS = 480
+WITHIN = 0.9
 
 
 # --- workers: run in a child process, print one JSON line ----------------------------------------
-
-
-def _worker_matmul(repeats: int) -> dict[str, Any]:
-    import mlx.core as mx
-
-    a = mx.random.normal((MATMUL_N, MATMUL_N))
-    b = mx.random.normal((MATMUL_N, MATMUL_N))
-    mx.eval(a @ b)  # warm-up: thread pools, first-touch of the buffers
-    started = time.perf_counter()
-    for _ in range(repeats):
-        mx.eval(a @ b)
-    seconds = (time.perf_counter() - started) / repeats
-    return {"matmul_gflops": 2 * MATMUL_N**3 / seconds / 1e9, "matmul_repeats": repeats}
 
 
 def _worker_generate(model_dir: str, repeats: int) -> dict[str, Any]:
@@ -75,7 +67,7 @@ def _worker_generate(model_dir: str, repeats: int) -> dict[str, Any]:
     return {**best, "prompt_tokens": len(prompt), "generation_tokens": GENERATE_TOKENS}
 
 
-def _worker_train(model_dir: str, steps: int) -> dict[str, Any]:
+def _worker_train(model_dir: str, steps: int, batch_size: int, tokens: int) -> dict[str, Any]:
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -90,8 +82,8 @@ def _worker_train(model_dir: str, steps: int) -> dict[str, Any]:
     optimizer = optim.Adam(learning_rate=2e-4)
     mx.random.seed(0)
     vocab = tokenizer.vocab_size
-    batch = mx.random.randint(0, vocab, (TRAIN_BATCH, TRAIN_TOKENS + 1))
-    lengths = mx.array([[0, TRAIN_TOKENS]] * TRAIN_BATCH)
+    batch = mx.random.randint(0, vocab, (batch_size, tokens + 1))
+    lengths = mx.array([[0, tokens]] * batch_size)
     loss_and_grad = nn.value_and_grad(model, default_loss)
     times = []
     for _ in range(steps):
@@ -106,38 +98,181 @@ def _worker_train(model_dir: str, steps: int) -> dict[str, Any]:
 
 
 def _run_worker(args: argparse.Namespace) -> None:
-    if args.worker == "matmul":
-        result = _worker_matmul(args.repeats)
-    elif args.worker == "generate":
+    if args.worker == "generate":
         result = _worker_generate(args.model, args.repeats)
     else:
-        result = _worker_train(args.model, args.repeats)
+        result = _worker_train(args.model, args.repeats, args.train_batch, args.train_tokens)
     maps = Path("/proc/self/maps")
-    loaded = maps.read_text() if maps.exists() else ""
-    result["mkl_loaded"] = "libmkl_rt" in loaded
-    result["openblas_loaded"] = "libopenblas" in loaded
+    loaded = maps.read_text().splitlines() if maps.exists() else []
+    names = (Path(line.split()[-1]).name for line in loaded if line.split()[-1].startswith("/"))
+    result["blas_mapped"] = sorted({n for n in names if "mkl_rt" in n or "openblas" in n})
     print(json.dumps(result))
 
 
-# --- parent: run the workers in both environments, report -----------------------------------------
+# --- parent ---------------------------------------------------------------------------------
 
 
-def _measure(kind: str, env: dict[str, str], repeats: int, model: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", kind, "--repeats", str(repeats)]
-    command += ["--model", model]
+def _run(command: list[str], env: dict[str, str], what: str) -> dict[str, Any]:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{kind} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _worker(kind: str, env: dict[str, str], args: argparse.Namespace, repeats: int) -> dict:
+    command = [sys.executable, __file__, "--worker", kind, "--repeats", str(repeats)]
+    command += ["--model", args.model, "--train-batch", str(args.train_batch)]
+    command += ["--train-tokens", str(args.train_tokens)]
+    return _run(command, env, f"{kind} worker")
+
+
+def _load() -> str:
+    load = os.getloadavg()
+    return f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def compare_candidates(args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """Part 1: every candidate's matmul (the verdict's 1024² and 2048²) in interleaved rounds,
+    each verified against numpy; the chosen one's median against the fastest, per size."""
+    from rich.table import Table
+
+    from punie.mlx.blas import BlasChoice, blas_candidates, blas_verdict, child_env
+    from punie.mlx.blas_probe import MATMUL_N as VERDICT_N
+    from punie.mlx.blas_probe import TOLERANCE, kernel_summary
+
+    sizes = (VERDICT_N, MATMUL_N)
+    candidates = blas_candidates()
+    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PUNIE_BLAS")}
+    runs: dict[int, dict[str, list[float]]] = {n: {c.key: [] for c in candidates} for n in sizes}
+    info: dict[str, dict[str, Any]] = {}
+    loads = [_load()]
+    for round_ in range(args.rounds):
+        shift = round_ % len(candidates)
+        for c in candidates[shift:] + candidates[:shift]:
+            env = child_env(BlasChoice(c.name, c.library, c.env), base)
+            for n in sizes:
+                command = [sys.executable, "-m", "punie.mlx.blas_probe", str(n), "1.0"]
+                result = _run(command, env, f"matmul with {c.key}")
+                assert result["max_error"] <= TOLERANCE, (c.key, result["max_error"])
+                runs[n][c.key].append(result["gflops"])
+            info[c.key] = {
+                "kernel": kernel_summary(result["kernel"]) or "bundled reference BLAS",
+                "library": str(c.library or ""),
+            }
+        loads.append(_load())
+    medians = {n: {k: statistics.median(v) for k, v in runs[n].items()} for n in sizes}
+    fastest = {n: max(medians[n], key=medians[n].__getitem__) for n in sizes}
+    chosen = blas_verdict(override=None).chosen.key
+    ratio = {n: medians[n][chosen] / medians[n][fastest[n]] for n in sizes}
+    table = Table(title=f"MLX float32 matmul, {args.rounds} interleaved rounds, GFLOP/s")
+    table.add_column("candidate")
+    for n in sizes:
+        table.add_column(f"{n}² median", justify="right")
+        table.add_column("runs", justify="right")
+        table.add_column("vs fastest", justify="right")
+    table.add_column("kernel")
+    for c in candidates:
+        cells = [c.key + (" (chosen)" if c.key == chosen else "")]
+        for n in sizes:
+            median = medians[n][c.key]
+            cells += [f"{median:.1f}", " ".join(f"{g:.0f}" for g in runs[n][c.key])]
+            cells.append(f"{median / medians[n][fastest[n]]:.0%}")
+        table.add_row(*cells, info[c.key]["kernel"])
+    console.print(table)
+    for n in sizes:
+        verdict = "ok" if ratio[n] >= WITHIN else "MISSED"
+        console.print(
+            f"{n}²: chosen {chosen} is {ratio[n]:.0%} of the fastest ({fastest[n]}); "
+            f"target >= {WITHIN:.0%} {verdict}",
+            highlight=False,
+        )
+    console.print(f"load average per round: {' | '.join(loads)}", highlight=False)
+    return {
+        "sizes": sizes,
+        "gflops": runs,
+        "median_gflops": medians,
+        "fastest": fastest,
+        "chosen": chosen,
+        "chosen_vs_fastest": {n: round(r, 3) for n, r in ratio.items()},
+        "candidates": info,
+        "load_average": loads,
+    }
+
+
+def compare_stock(args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """Part 2: prompt processing, generation and a LoRA step, stock vs the chosen BLAS."""
+    from rich.table import Table
+
+    from punie.mlx.blas import child_env, choose_blas
+
+    choice = choose_blas()
+    envs = {"stock": child_env(choose_blas(enabled=False)), "fast": child_env(choice)}
+    kinds = ([] if args.skip_generate else ["generate"]) + ([] if args.skip_train else ["train"])
+    # Training has a warm-up step that is left out, so the fast run does two.
+    repeats = {
+        "stock": {"generate": args.stock_repeats, "train": args.stock_repeats},
+        "fast": {"generate": args.fast_repeats, "train": 2},
+    }
+    results: dict[str, dict[str, Any]] = {"stock": {}, "fast": {}}
+    wall: dict[str, dict[str, float]] = {"stock": {}, "fast": {}}
+    loads = [_load()]
+    for kind in kinds:
+        for name in ("fast", "stock"):
+            console.print(f"{kind} ({name} BLAS) ...", highlight=False)
+            started = time.perf_counter()
+            measured = _worker(kind, envs[name], args, repeats[name][kind])
+            wall[name][kind] = round(time.perf_counter() - started, 1)
+            results[name].setdefault("blas_mapped", {})[kind] = measured.pop("blas_mapped")
+            results[name].update(measured)
+            loads.append(_load())
+    rows = []
+    if not args.skip_generate:
+        rows += [
+            (f"prompt processing ({PROMPT_TOKENS} tok)", "prompt_tps", "tok/s", False),
+            (f"generation ({GENERATE_TOKENS} tok)", "generation_tps", "tok/s", False),
+        ]
+    if not args.skip_train:
+        label = f"LoRA step ({TRAIN_LAYERS} layers, {args.train_batch}x{args.train_tokens} tok)"
+        rows.append((label, "train_step_s", "s", True))
+    table = Table(title=f"MLX: bundled BLAS vs {choice.name}")
+    for column in ("measure", "stock", choice.key, "speed-up"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    ratios: dict[str, float] = {}
+    for label, key, unit, lower_is_better in rows:
+        stock, fast = results["stock"][key], results["fast"][key]
+        ratio = stock / fast if lower_is_better else fast / stock
+        ratios[key] = round(ratio, 2)
+        table.add_row(label, f"{stock:.1f} {unit}", f"{fast:.1f} {unit}", f"{ratio:.1f}x")
+    if rows:
+        console.print(table)
+        console.print(f"load average: {' | '.join(loads)}", highlight=False)
+    return {
+        "blas": {
+            "key": choice.key,
+            "name": choice.name,
+            "library": str(choice.library),
+            "env": choice.env,
+            "kernel": choice.kernel,
+        },
+        "stock": results["stock"],
+        "fast": results["fast"],
+        "ratios": ratios,
+        "wall_s": wall,
+        "load_average": loads,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved matmul rounds.")
     parser.add_argument("--stock-repeats", type=int, default=1, help="Stock runs are slow.")
     parser.add_argument("--fast-repeats", type=int, default=3)
+    parser.add_argument("--skip-generate", action="store_true", help="Leave out generation.")
     parser.add_argument("--skip-train", action="store_true", help="Leave out the LoRA step.")
-    parser.add_argument("--worker", choices=["matmul", "generate", "train"], help=argparse.SUPPRESS)
+    parser.add_argument("--train-batch", type=int, default=1)
+    parser.add_argument("--train-tokens", type=int, default=240)
+    parser.add_argument("--worker", choices=["generate", "train"], help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--model", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,88 +281,30 @@ def main() -> None:
         return
 
     from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
 
-    from punie.mlx.blas import child_env, choose_blas
-    from punie.mlx.embedded import embedded_model_dir
+    from punie.logs import configure_logging
+    from punie.mlx import machine
 
-    console = Console()
-    fast_choice = choose_blas()
-    envs = {
-        "stock": child_env(choose_blas(enabled=False)),
-        "fast": child_env(fast_choice),
-    }
-    model = str(embedded_model_dir())
-    kinds = ["matmul", "generate"] + ([] if args.skip_train else ["train"])
-    # Training has a warm-up step that is left out, so the fast run does two.
-    repeats = {
-        "stock": {
-            "matmul": max(2, args.stock_repeats),
-            "generate": args.stock_repeats,
-            "train": args.stock_repeats,
-        },
-        "fast": {"matmul": 10 * args.fast_repeats, "generate": args.fast_repeats, "train": 2},
-    }
-    results: dict[str, dict[str, Any]] = {"stock": {}, "fast": {}}
-    wall: dict[str, dict[str, float]] = {"stock": {}, "fast": {}}
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("benchmarking", total=len(kinds) * 2)
-        for kind in kinds:
-            for name in ("fast", "stock"):
-                progress.update(task, description=f"{kind} ({name} BLAS)")
-                started = time.perf_counter()
-                measured = _measure(kind, envs[name], repeats[name][kind], model)
-                wall[name][kind] = round(time.perf_counter() - started, 1)
-                loaded = {k: measured.pop(k) for k in ("mkl_loaded", "openblas_loaded")}
-                results[name].update(measured)
-                results[name].setdefault("loaded", {})[kind] = loaded
-                progress.advance(task)
+    configure_logging(level="WARNING")
+    console = Console(width=max(120, Console().width))
+    about = machine.describe()
+    console.print(
+        f"CPU: {about['cpu_signature']}, {about['cpus']} CPUs; load average {_load()}",
+        highlight=False,
+    )
+    if not args.skip_generate or not args.skip_train:
+        from punie.mlx.embedded import embedded_model_dir
 
-    rows = [
-        ("matmul 2048² f32", "matmul_gflops", "GFLOP/s", False, 20.0),
-        (f"prompt processing ({PROMPT_TOKENS} tok)", "prompt_tps", "tok/s", False, 8.0),
-        (f"generation ({GENERATE_TOKENS} tok)", "generation_tps", "tok/s", False, None),
-    ]
-    if not args.skip_train:
-        label = f"LoRA step ({TRAIN_LAYERS} layers, {TRAIN_BATCH}x{TRAIN_TOKENS} tok)"
-        rows.append((label, "train_step_s", "s", True, 8.0))
-    table = Table(title=f"MLX on {platform.machine()} CPU: bundled BLAS vs {fast_choice.name}")
-    for column in ("measure", "stock", fast_choice.name, "speed-up", "target"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    ratios: dict[str, float] = {}
-    for label, key, unit, lower_is_better, target in rows:
-        stock, fast = results["stock"][key], results["fast"][key]
-        ratio = stock / fast if lower_is_better else fast / stock
-        ratios[key] = round(ratio, 2)
-        verdict = (
-            "" if target is None else f">= {target:g}x " + ("ok" if ratio >= target else "MISSED")
-        )
-        table.add_row(label, f"{stock:.1f} {unit}", f"{fast:.1f} {unit}", f"{ratio:.1f}x", verdict)
-    console.print(table)
-    console.print(f"fast BLAS library: {fast_choice.library} env: {fast_choice.env}")
-
-    report = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "blas": {
-            "name": fast_choice.name,
-            "library": str(fast_choice.library),
-            "env": fast_choice.env,
-        },
-        "model": model,
-        "settings": {
-            "matmul_n": MATMUL_N,
-            "prompt_tokens": PROMPT_TOKENS,
-            "generate_tokens": GENERATE_TOKENS,
-            "train_layers": TRAIN_LAYERS,
-            "train_batch": TRAIN_BATCH,
-            "train_tokens": TRAIN_TOKENS,
-            "repeats": repeats,
-        },
-        "stock": results["stock"],
-        "fast": results["fast"],
-        "ratios": ratios,
-        "wall_s": wall,
+        args.model = str(embedded_model_dir())
+    report: dict[str, Any] = {"machine": about, "matmul_n": MATMUL_N}
+    report["candidates"] = compare_candidates(args, console)
+    report["stock_vs_chosen"] = compare_stock(args, console)
+    report["settings"] = {
+        "prompt_tokens": PROMPT_TOKENS,
+        "generate_tokens": GENERATE_TOKENS,
+        "train_layers": TRAIN_LAYERS,
+        "train_batch": args.train_batch,
+        "train_tokens": args.train_tokens,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
