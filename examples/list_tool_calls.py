@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from punie.errors import PunieError
+from punie.records.trace import read_traces
 from punie.runtime.session import default_trace_path
-from punie.runtime.tracker import read_traces
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ from rich.panel import Panel
 
 from punie.cli import app
 from punie.errors import ConfigError
+from punie.records.trace import ModelExchange, RunStatus, ToolCallRecord
 from punie.runtime.agent import AgentSettings
-from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.guards import Budgets
 from punie.runtime.interrupts import Interrupted
 from punie.runtime.runner import RunHooks
 from punie.runtime.session import default_trace_path, run_question
-from punie.runtime.tracker import ModelExchange, ToolCallRecord
 
 console = Console()
 
@@ -161,7 +161,7 @@ def traces_command(
     """List traced runs with their status and tool calls."""
     from rich.table import Table
 
-    from punie.runtime.tracker import read_traces
+    from punie.records.trace import read_traces
 
     path = path or default_trace_path()
     outcomes = list(read_traces(path))[-last:]

@@ -26,7 +26,7 @@ from punie.mlx.train.loss import held_out_loss
 from punie.records.conversation import Conversation, read_conversations
 from punie.records.jsonl import write_text
 from punie.records.task import TaskSpec
-from punie.runtime.guards import RunStatus
+from punie.records.trace import RunStatus
 from punie.runtime.session import local_model_dir, open_session
 
 log = structlog.get_logger(__name__)

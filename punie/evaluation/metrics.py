@@ -23,8 +23,7 @@ from punie.evaluation.checks import check_call, missing_facts
 from punie.evaluation.overrun import TokenCounter, run_overrun
 from punie.evaluation.suite import CATEGORIES
 from punie.records.task import TaskSpec
-from punie.runtime.guards import RunStatus
-from punie.runtime.tracker import RunOutcome
+from punie.records.trace import RunOutcome, RunStatus
 
 
 class RunScore(BaseModel):

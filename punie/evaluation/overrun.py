@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from punie.runtime.tracker import ModelExchange
+from punie.records.trace import ModelExchange
 
 log = structlog.get_logger(__name__)
 

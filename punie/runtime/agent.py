@@ -25,6 +25,7 @@ from pydantic_ai.settings import ModelSettings
 
 from punie.errors import ToolError
 from punie.records.profile import ModelProfile
+from punie.records.trace import ToolCallRecord
 from punie.runtime.recovery import RecoveringModel
 from punie.runtime.tools import (
     RunningCommands,
@@ -36,7 +37,7 @@ from punie.runtime.tools import (
     run_command,
     write_file,
 )
-from punie.runtime.tracker import ToolCallRecord, Tracker
+from punie.runtime.tracker import Tracker
 
 log = structlog.get_logger(__name__)
 

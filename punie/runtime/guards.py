@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from pydantic_ai import UsageLimits
 
-
-class RunStatus(StrEnum):
-    """How a run ended; every run ends with exactly one."""
-
-    ANSWERED = "answered"
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    LOOP_DETECTED = "loop_detected"
-    DEGENERATE_OUTPUT = "degenerate_output"
-    MODEL_ERROR = "model_error"
-    INTERRUPTED = "interrupted"
+from punie.records.trace import RunStatus
 
 
 @dataclass(frozen=True)

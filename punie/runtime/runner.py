@@ -28,16 +28,10 @@ from pydantic_ai.messages import (
 )
 
 from punie.records.profile import ModelProfile
+from punie.records.trace import ModelExchange, RunOutcome, RunStatus, ToolCallRecord, TraceWriter
 from punie.runtime.agent import ToolDeps
-from punie.runtime.guards import (
-    Budgets,
-    GuardTripped,
-    LoopDetector,
-    RunStatus,
-    find_degenerate_repeat,
-)
+from punie.runtime.guards import Budgets, GuardTripped, LoopDetector, find_degenerate_repeat
 from punie.runtime.recovery import response_repair
-from punie.runtime.tracker import ModelExchange, RunOutcome, ToolCallRecord, TraceWriter
 
 log = structlog.get_logger(__name__)
 
@@ -115,8 +109,9 @@ async def run_agent(
     except UsageLimitExceeded as exc:
         status, reason = RunStatus.BUDGET_EXHAUSTED, str(exc)
     except TimeoutError:
-        status = RunStatus.BUDGET_EXHAUSTED
-        reason = f"wall-clock budget of {budgets.max_seconds:g} s spent"
+        # The safety net, not a budget of the model's: reported apart from budget_exhausted.
+        status = RunStatus.TIMED_OUT
+        reason = f"wall-clock safety net of {budgets.max_seconds:g} s reached"
     except OutputTokenLimitExceeded as exc:
         status, reason = RunStatus.BUDGET_EXHAUSTED, f"reply hit its token limit: {exc.message}"
     except ModelAPIError as exc:

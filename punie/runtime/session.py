@@ -20,12 +20,12 @@ from pydantic_ai import Agent
 
 from punie.errors import ConfigError
 from punie.records.profile import ModelProfile, resolve_profile
+from punie.records.trace import RunOutcome, TraceWriter
 from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
 from punie.runtime.guards import Budgets
 from punie.runtime.interrupts import Interrupted, stop_on_signals
 from punie.runtime.runner import RunHooks, RunTarget, run_agent
 from punie.runtime.tools import Sandbox, detect_sandbox
-from punie.runtime.tracker import RunOutcome, TraceWriter
 
 DEFAULT_REQUEST_MODEL = "default_model"
 

@@ -19,11 +19,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from punie.data.harvest import harvest_traces
 from punie.records.conversation import read_conversations
 from punie.records.profile import resolve_profile
+from punie.records.trace import RunOutcome, TraceWriter
 from punie.runtime.agent import ToolDeps, create_agent
 from punie.runtime.guards import Budgets
 from punie.runtime.runner import RunTarget, run_agent
 from punie.runtime.tools import cap_output
-from punie.runtime.tracker import RunOutcome, TraceWriter
 
 PROFILE = resolve_profile("qwen2.5-coder")
 OPENAI_KEY = "sk-proj-" + "a1B2c3D4e5" * 4

@@ -19,8 +19,7 @@ from punie.evaluation.report import markdown_table
 from punie.evaluation.suite import EVAL_DIR
 from punie.mlx.embedded import embedded_model_dir
 from punie.records.profile import resolve_profile
-from punie.runtime.guards import RunStatus
-from punie.runtime.tracker import read_traces
+from punie.records.trace import RunStatus, read_traces
 
 TASK_IDS = [
     "bookshelf-daily-fee",

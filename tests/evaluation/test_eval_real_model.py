@@ -14,8 +14,7 @@ import pytest
 
 from punie.evaluation.suite import EVAL_DIR, load_suite
 from punie.records.task import write_tasks
-from punie.runtime.guards import RunStatus
-from punie.runtime.tracker import read_traces
+from punie.records.trace import RunStatus, read_traces
 
 TASK_IDS = ["bookshelf-where-loanservice", "general-arithmetic", "bookshelf-recover-fee-module"]
 

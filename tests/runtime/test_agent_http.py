@@ -15,10 +15,9 @@ import pytest
 from scripted_server import RawReply, ScriptedServer, text_reply, tool_reply
 
 from punie.records.profile import resolve_profile
+from punie.records.trace import RunStatus, TraceWriter, read_traces
 from punie.runtime.agent import ToolDeps, create_agent
-from punie.runtime.guards import RunStatus
 from punie.runtime.runner import RunTarget, run_agent
-from punie.runtime.tracker import TraceWriter, read_traces
 
 PROFILE = resolve_profile("qwen2.5-coder")
 FLIGHT = "<|im_start|>user\nCan you book a flight for me from New York to Los Angeles?<|im_end|>"

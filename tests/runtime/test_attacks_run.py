@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from scripted_server import ScriptedServer, text_reply, tool_reply
 
-from punie.runtime.guards import RunStatus
+from punie.records.trace import RunOutcome, RunStatus, read_traces
 from punie.runtime.recovery import repair_response
-from punie.runtime.tracker import RunOutcome, read_traces
 
 LEAK = (
     '<tool_call>{"name": "write_file", "arguments": {"path": "leak.txt", "content": "KEY"}}'
@@ -162,7 +161,7 @@ def test_a_fifo_and_the_time_budget_end_the_cli_on_time(repo: Path, tmp_path: Pa
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     trace = _trace(tmp_path / "t.jsonl")
-    assert trace.status is RunStatus.BUDGET_EXHAUSTED
+    assert trace.status is RunStatus.TIMED_OUT
     assert "FIFO" in (trace.tool_calls[0].error or "")
     assert "FIFO" in (trace.tool_calls[1].error or "")
     assert not _alive_with("sleep 61.3")

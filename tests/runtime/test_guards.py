@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from punie.runtime.guards import GuardTripped, LoopDetector, RunStatus, find_degenerate_repeat
+from punie.records.trace import RunStatus
+from punie.runtime.guards import GuardTripped, LoopDetector, find_degenerate_repeat
 
 PARAGRAPH = (
     "The `Item` class is a class that is used to create a collection of objects, "

@@ -22,10 +22,10 @@ from transformers import AutoTokenizer
 from punie.mlx.embedded import embedded_model_dir
 from punie.mlx.server import RunningServer, serve_model
 from punie.records.profile import resolve_profile
+from punie.records.trace import RunStatus, TraceWriter, read_traces
 from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
-from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.guards import Budgets
 from punie.runtime.runner import RunTarget, run_agent
-from punie.runtime.tracker import TraceWriter, read_traces
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from punie.records.profile import resolve_profile
+from punie.records.trace import RunStatus, TraceWriter, read_traces
 from punie.runtime.agent import ToolDeps, create_agent
-from punie.runtime.guards import Budgets, RunStatus
+from punie.runtime.guards import Budgets
 from punie.runtime.runner import RunTarget, run_agent
-from punie.runtime.tracker import TraceWriter, read_traces
 
 PROFILE = resolve_profile("qwen2.5-coder")
 

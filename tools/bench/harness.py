@@ -31,11 +31,11 @@ from rich.table import Table
 
 from punie.logs import configure_logging
 from punie.records.profile import resolve_profile
+from punie.records.trace import TraceWriter
 from punie.runtime.agent import ToolDeps, create_agent
 from punie.runtime.guards import Budgets
 from punie.runtime.runner import RunTarget, run_agent
 from punie.runtime.tools import Workspace, grep
-from punie.runtime.tracker import TraceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 
