@@ -253,6 +253,16 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
+def _write_split(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write a split's rows; an empty split gets no file (and loses a stale one), because
+    `mlx_lm lora` fails on an empty split file but skips a missing one."""
+    if rows:
+        _write_jsonl(path, rows)
+    else:
+        path.unlink(missing_ok=True)
+        log.info("split_empty_not_written", path=str(path))
+
+
 def mix_datasets(
     code: Sequence[Path],
     generic: Sequence[Path],
@@ -261,7 +271,10 @@ def mix_datasets(
     *,
     on_item: Callable[[], None] | None = None,
 ) -> DatasetCard:
-    """Validate, split, mix and write `train.jsonl`, `valid.jsonl`, `test.jsonl` and `card.json`."""
+    """Validate, split, mix and write `train.jsonl`, `valid.jsonl`, `test.jsonl` and `card.json`.
+
+    A split with no rows gets no file: stock `mlx_lm lora --data` reads the folder as it is.
+    """
     config = config or MixConfig()
     if not 0 < config.ratio < 1:
         raise DataError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
@@ -310,7 +323,7 @@ def mix_datasets(
             else:
                 row = item.conversation.to_openai()
                 rows.append(row)
-        _write_jsonl(out_dir / f"{split}.jsonl", rows)
+        _write_split(out_dir / f"{split}.jsonl", rows)
         card.counts[split] = dict(Counter(i.conversation.meta.source for i in items))
         card.domains[split] = dict(Counter(i.domain for i in items))
         card.examples[split] = len(rows)
