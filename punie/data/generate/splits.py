@@ -9,6 +9,7 @@ pure-Python source, so `punie.loop.stages.package_source` finds its folder.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -75,7 +76,7 @@ def eval_subset(tasks: Sequence[TaskSpec], count: int | None, seed: int = 0) -> 
     for category in get_args(TaskCategory):
         members = sorted((t for t in tasks if t.category == category), key=lambda t: t.id)
         rng.shuffle(members)
-        members.sort(key=lambda t: _rank_within_package(members, t))
+        members = _interleave_packages(members)
         if members:
             queues.append(members)
     chosen: list[TaskSpec] = []
@@ -86,7 +87,11 @@ def eval_subset(tasks: Sequence[TaskSpec], count: int | None, seed: int = 0) -> 
     return chosen
 
 
-def _rank_within_package(members: list[TaskSpec], task: TaskSpec) -> int:
-    """A task's position among its own package's tasks: sorting on it interleaves packages."""
-    same = [t for t in members if t.repo_name == task.repo_name]
-    return same.index(task)
+def _interleave_packages(tasks: list[TaskSpec]) -> list[TaskSpec]:
+    """The tasks reordered so packages take turns, each package's tasks in their given order."""
+    rank: dict[str, int] = {}
+    seen: Counter[str] = Counter()
+    for task in tasks:
+        rank[task.id] = seen[task.repo_name]
+        seen[task.repo_name] += 1
+    return sorted(tasks, key=lambda t: rank[t.id])
