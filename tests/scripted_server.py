@@ -61,6 +61,8 @@ class ScriptedServer:
 
     replies: list[Reply | RawReply | Forward]
     delay_s: float = 0.0
+    usage: Callable[[dict[str, Any]], dict[str, int]] | None = None
+    """The `usage` to report for a scripted message (default: 10 prompt, 5 completion tokens)."""
     bodies: list[dict[str, Any]] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -102,7 +104,11 @@ class ScriptedServer:
                             "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                         }
                     ],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    "usage": (
+                        server.usage(message)
+                        if server.usage is not None
+                        else {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+                    ),
                 }
                 self._send(200, json.dumps(payload).encode())
 

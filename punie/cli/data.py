@@ -96,6 +96,10 @@ def generate(
         Path | None,
         typer.Option("--snapshot-dir", help="Where to copy a tree grep cannot see in place."),
     ] = None,
+    phrasing: Annotated[
+        str,
+        typer.Option("--phrasing", help="Question wording: train, or held_out for eval tasks."),
+    ] = "train",
 ) -> None:
     """Build grounded code tasks from a real repository, running the real tools."""
     from punie.data.generate.tasks import generate_to_files
@@ -113,6 +117,7 @@ def generate(
             limit=limit,
             seed=seed,
             snapshot_dir=snapshot_dir,
+            phrasing=phrasing,
             on_task=lambda: progress.advance(task),
         )
     console.print(report.table())
@@ -192,4 +197,5 @@ def mix(
         )
     for table in card.tables():
         console.print(table)
-    console.print(f"wrote {out}/train.jsonl, valid.jsonl, test.jsonl and card.json")
+    written = [f"{split}.jsonl" for split, rows in card.examples.items() if rows]
+    console.print(f"wrote {', '.join(f'{out}/{name}' for name in written)} and card.json")

@@ -9,7 +9,6 @@ a seeded code/generic ratio and written with a dataset card.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -24,7 +23,7 @@ from rich.table import Table
 from punie.data.harvest import is_placeholder_result
 from punie.errors import DataError
 from punie.records.conversation import Conversation, read_conversations
-from punie.records.jsonl import write_rows
+from punie.records.jsonl import write_json, write_rows
 from punie.records.profile import resolve_profile
 
 log = structlog.get_logger(__name__)
@@ -245,6 +244,16 @@ def _token_stats(counts: Sequence[int]) -> dict[str, float]:
     }
 
 
+def _write_split(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write a split's rows; an empty split gets no file (and loses a stale one), because
+    `mlx_lm lora` fails on an empty split file but skips a missing one."""
+    if rows:
+        write_rows(path, rows)
+    else:
+        path.unlink(missing_ok=True)
+        log.info("split_empty_not_written", path=str(path))
+
+
 def mix_datasets(
     code: Sequence[Path],
     generic: Sequence[Path],
@@ -253,7 +262,10 @@ def mix_datasets(
     *,
     on_item: Callable[[], None] | None = None,
 ) -> DatasetCard:
-    """Validate, split, mix and write `train.jsonl`, `valid.jsonl`, `test.jsonl` and `card.json`."""
+    """Validate, split, mix and write `train.jsonl`, `valid.jsonl`, `test.jsonl` and `card.json`.
+
+    A split with no rows gets no file: stock `mlx_lm lora --data` reads the folder as it is.
+    """
     config = config or MixConfig()
     if not 0 < config.ratio < 1:
         raise DataError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
@@ -302,7 +314,7 @@ def mix_datasets(
             else:
                 row = item.conversation.to_openai()
                 rows.append(row)
-        write_rows(out_dir / f"{split}.jsonl", rows)
+        _write_split(out_dir / f"{split}.jsonl", rows)
         card.counts[split] = dict(Counter(i.conversation.meta.source for i in items))
         card.domains[split] = dict(Counter(i.domain for i in items))
         card.examples[split] = len(rows)
@@ -313,6 +325,6 @@ def mix_datasets(
         card.repositories[split] = sorted(
             {i.conversation.meta.repository for i in items if i.group.startswith("repo:")}
         )
-    (out_dir / "card.json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    write_json(out_dir / "card.json", card.to_dict())
     log.info("mix_written", out_dir=str(out_dir), examples=card.examples, dropped=card.dropped)
     return card

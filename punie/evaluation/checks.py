@@ -16,6 +16,12 @@ checker (`bfcl/eval_checker/ast_eval/ast_checker.py`, simple function case):
   standardisation (case, spaces and `,./-_*^` ignored, `'` read as `"`), except path
   parameters, which compare after path normalisation (`./a.py` == `a.py`, `pkg//a.py` ==
   `pkg/a.py`) and are otherwise exact; numbers compare by value.
+
+The executed verdict (`check_executed`) is looser about values only: the name and the schema
+(required parameters, no unknown ones, strict types) are checked as above, but any argument
+values are right when the call's real result, run on the task's repository, holds every one of
+the task's `result_facts` (a grep narrowed with `glob` that still finds the definition). A
+call the strict checker accepts is accepted too.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ __all__ = [
     "OMITTED",
     "ArgumentCheck",
     "check_call",
+    "check_executed",
     "facts_present",
     "missing_facts",
     "normalize_path",
+    "result_holds",
+    "schema_errors",
     "standardize_string",
 ]
 
@@ -120,6 +129,65 @@ def check_call(
         if OMITTED in acceptable or param in optional_names:
             continue
         errors.append(f"missing parameter {param!r}")
+    return ArgumentCheck(not errors, tuple(errors))
+
+
+def schema_errors(arguments: Mapping[str, Any], schema: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with a call's arguments by its schema alone: a required parameter left
+    out, a parameter the tool does not have, a value of the wrong type."""
+    if schema is None:
+        return []
+    properties: Mapping[str, Any] = schema.get("properties", {}) or {}
+    errors = [
+        f"missing required parameter {param!r}"
+        for param in sorted(set(schema.get("required", []) or []))
+        if param not in arguments
+    ]
+    for param, value in arguments.items():
+        declared = properties.get(param)
+        if declared is None:
+            errors.append(f"unexpected parameter {param!r}: the tool has no such parameter")
+            continue
+        expected_type = _schema_type(declared)
+        if expected_type is not None and not _type_ok(value, expected_type):
+            errors.append(
+                f"parameter {param!r}: {value!r} is "
+                f"{_value_type(value) or type(value).__name__}, expected {expected_type}"
+            )
+    return errors
+
+
+def result_holds(result: str | None, facts: Iterable[str]) -> list[str]:
+    """The facts a tool's result does not contain (exact, case-sensitive); all when no result."""
+    return [fact for fact in facts if result is None or fact not in result]
+
+
+def check_executed(
+    name: str,
+    arguments: Mapping[str, Any],
+    result: str | None,
+    *,
+    strict: ArgumentCheck,
+    expected_tool: str,
+    result_facts: Sequence[str],
+    schema: Mapping[str, Any] | None = None,
+) -> ArgumentCheck:
+    """The executed verdict on a call whose real result is `result` (None: it did not run).
+
+    Right when the strict verdict is, or when the tool and schema are right and the result
+    holds every result fact; without result facts it is the strict verdict.
+    """
+    if strict.valid or not result_facts:
+        return strict
+    if name != expected_tool:
+        return ArgumentCheck(False, (f"wrong tool: called {name!r}, expected {expected_tool!r}",))
+    errors = schema_errors(arguments, schema)
+    if result is None:
+        errors.append("the call did not run, so it has no result")
+    else:
+        errors += [
+            f"its result does not hold {fact!r}" for fact in result_holds(result, result_facts)
+        ]
     return ArgumentCheck(not errors, tuple(errors))
 
 

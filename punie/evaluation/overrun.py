@@ -7,10 +7,15 @@ Definition (per model reply, summed over a run's replies, the final answer inclu
   after the first such marker, counted with the model's tokenizer (the marker itself is the
   end of the turn and is not counted);
 - the client cut the reply (`cut_at_marker`; the server ignored `stop`): the tokens the server
-  reported for the reply, less the tokens of the part that was kept and one for the marker;
+  generated after the end of the turn, which the cut hid from the client but not from the
+  server's usage: the completion tokens it reported, less the tokens of the part that was kept
+  (text and tool calls) and one for the marker. The cut makes the run usable; it does not make
+  the overrun free (a run with any tokens after the end does not pass);
 - otherwise 0: the server stopped at a stop sequence or the end-of-sequence token.
 
-With stop sequences on the wire and a server that honours them this is 0 by construction.
+With stop sequences on the wire and a server that honours them this is 0 by construction. A
+reply whose tool calls the server parsed out of its text counts them as their JSON, a few
+tokens short of the tagged text the model wrote, so such a cut reply may read a few tokens high.
 Without a tokenizer (a remote model) tokens are estimated at 4 characters each.
 """
 

@@ -24,9 +24,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("loop_rate", "loop", "rate"),
     ("degenerate_rate", "degenerate", "rate"),
     ("tool_selection_accuracy", "tool selection", "rate"),
-    ("argument_accuracy", "arguments", "rate"),
+    ("argument_accuracy", "arguments (strict)", "rate"),
+    ("argument_accuracy_executed", "arguments (executed)", "rate"),
     ("answer_accuracy", "answer", "rate"),
-    ("pass_rate", "passed", "rate"),
+    ("pass_rate", "passed (strict)", "rate"),
+    ("pass_rate_executed", "passed (executed)", "rate"),
     ("clean_stop_rate", "clean stop", "rate"),
     ("turns_per_task", "turns/task", "mean"),
     ("output_tokens_per_task", "out tokens/task", "mean"),
@@ -36,6 +38,7 @@ CHART_COLUMNS = (
     "termination_rate",
     "tool_selection_accuracy",
     "argument_accuracy",
+    "argument_accuracy_executed",
     "answer_accuracy",
     "clean_stop_rate",
     "loop_rate",
@@ -88,10 +91,19 @@ def build_report(
     )
 
 
-def _cell(value: float | None, kind: str) -> str:
+def _cell(metrics: Metrics, attribute: str, kind: str) -> str:
+    """A mean with one decimal; a rate as `50% (15–85%, n=4)`: Wilson 95% interval, tasks."""
+    value = getattr(metrics, attribute)
     if value is None:
         return "–"
-    return f"{value * 100:.0f}%" if kind == "rate" else f"{value:.1f}"
+    if kind != "rate":
+        return f"{value:.1f}"
+    interval = metrics.rates.get(attribute)
+    if interval is None:
+        return f"{value * 100:.0f}%"
+    return (
+        f"{value * 100:.0f}% ({interval.low * 100:.0f}–{interval.high * 100:.0f}%, n={interval.n})"
+    )
 
 
 def markdown_table(report: EvalReport) -> str:
@@ -100,7 +112,7 @@ def markdown_table(report: EvalReport) -> str:
     lines = ["## Overall", "", "| metric | " + " | ".join(labels) + " |"]
     lines.append("|---|" + "---:|" * len(labels))
     for attribute, heading, kind in COLUMNS:
-        cells = [_cell(getattr(report.overall(label), attribute), kind) for label in labels]
+        cells = [_cell(report.overall(label), attribute, kind) for label in labels]
         lines.append(f"| {heading} | " + " | ".join(cells) + " |")
     runs = [str(report.overall(label).runs) for label in labels]
     lines.append("| runs | " + " | ".join(runs) + " |")
@@ -115,7 +127,7 @@ def markdown_table(report: EvalReport) -> str:
             m = report.metrics[label].get(category)
             if m is None:
                 continue
-            cells = [_cell(getattr(m, attribute), kind) for attribute, _, kind in COLUMNS]
+            cells = [_cell(m, attribute, kind) for attribute, _, kind in COLUMNS]
             lines.append(f"| {category} | {label} | {m.runs} | " + " | ".join(cells) + " |")
 
     lines += ["", "## Targets", ""]
@@ -131,7 +143,10 @@ def markdown_table(report: EvalReport) -> str:
     lines.append(
         "Tokens after end: tokens generated after a reply's first end-of-turn marker, summed "
         "over the run's replies (0 when the server stopped at the marker). Clean stop: ended "
-        "`answered` with none."
+        "`answered` with none. Arguments (strict): BFCL-style names, types and values; "
+        "arguments (executed): the same names and types, any values whose real result still "
+        "holds the expected facts. Passed: answered, right tool, arguments and answer, nothing "
+        "after the end. Rates show their Wilson 95% interval and the number of tasks."
     )
     return "\n".join(lines) + "\n"
 
@@ -152,9 +167,23 @@ def write_chart(report: EvalReport, path: Path) -> Path:
     for i, label in enumerate(labels):
         overall = report.overall(label)
         values = [(getattr(overall, a) or 0.0) * 100 for a in CHART_COLUMNS]
-        ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=label)
+        spans = [overall.rates.get(a) for a in CHART_COLUMNS]
+        below = [
+            max(0.0, v - r.low * 100) if r else 0.0 for v, r in zip(values, spans, strict=True)
+        ]
+        above = [
+            max(0.0, r.high * 100 - v) if r else 0.0 for v, r in zip(values, spans, strict=True)
+        ]
+        ax.bar(
+            x + (i - (len(labels) - 1) / 2) * width,
+            values,
+            width,
+            yerr=[below, above],
+            capsize=3,
+            label=label,
+        )
     ax.set_xticks(x, [headings[a] for a in CHART_COLUMNS])
-    ax.set_ylabel("% of tasks")
+    ax.set_ylabel("% of tasks (Wilson 95% interval)")
     ax.set_ylim(0, 100)
     ax.set_title("Punie eval" + (" (no stop sequences, no client cut)" if report.no_stop else ""))
     ax.legend()

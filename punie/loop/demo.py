@@ -1,9 +1,11 @@
 """`punie demo`: the whole loop, offline, on the embedded model.
 
-Prepare the model, generate grounded code tasks from one installed package for training and
-another for evaluation, mix them 70/30 with the shipped public rows, train with Punie's recipe,
-evaluate base and tuned side by side, harvest the verified traces. A second run reuses every
-stage whose inputs did not change.
+Prepare the model, generate grounded code tasks from installed packages: training and
+validation from some, the held-out eval set (with its own question wording) from others, as
+`punie.data.generate.splits.DEFAULT_PLAN` decides; mix the training side 70/30 with the shipped
+public rows, train with Punie's recipe, evaluate base and tuned side by side (on `eval_tasks` of
+the held-out set), harvest the verified traces. A second run reuses every stage whose inputs did
+not change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import platformdirs
 from rich.console import Console
 
+from punie.data.generate.splits import DEFAULT_PLAN, SplitPlan, eval_subset, per_package
 from punie.loop.stages import Stages, as_json, code_digest, package_source
 from punie.mlx.adapters import remember_adapter
 
@@ -42,12 +45,18 @@ class DemoConfig:
     """Everything the demo decides; `punie demo` flags override these."""
 
     workdir: Path = field(default_factory=lambda: platformdirs.user_data_path("punie") / "demo")
-    train_package: str = "rich"
-    valid_package: str = "structlog"
-    eval_package: str = "anyio"
+    split: SplitPlan = DEFAULT_PLAN
+    """Which packages are train, valid and held out (and so which phrasing each uses)."""
+    train_package: str | None = None
+    """One package instead of the plan's train packages (`--train-package`)."""
+    valid_package: str | None = None
+    eval_package: str | None = None
+    """One package instead of the plan's held-out packages (`--eval-package`)."""
     train_tasks: int = 220
+    """Shared out over the train packages."""
     valid_tasks: int = 24
-    eval_tasks: int = 16
+    eval_tasks: int | None = 16
+    """How many of the full held-out set the demo evaluates (None: all of it)."""
     with_fixture_suite: bool = True
     ratio: float = 0.7
     iters: int = 80
@@ -72,14 +81,28 @@ class DemoResult:
     reused: list[str]
 
 
+def split_plan(config: DemoConfig) -> SplitPlan:
+    """The config's split plan, with the one-package overrides applied."""
+    plan = config.split
+    return replace(
+        plan,
+        train=(config.train_package,) if config.train_package else plan.train,
+        valid=(config.valid_package,) if config.valid_package else plan.valid,
+        held_out=(config.eval_package,) if config.eval_package else plan.held_out,
+    )
+
+
 def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str, Any]:
     """Generate code tasks, convert the shipped public rows, and mix them into splits."""
     from punie.data import convert_file
     from punie.data.convert.sources import shipped_public_rows
     from punie.data.generate.tasks import generate_to_files
     from punie.data.mix import MixConfig, mix_datasets
+    from punie.records.task import read_tasks, write_tasks
 
-    def generate(package: str, limit: int) -> dict[str, Any]:
+    plan = split_plan(config)
+
+    def generate(package: str, limit: int, phrasing: str) -> dict[str, Any]:
         def build(folder: Path) -> dict[str, Any]:
             report = generate_to_files(
                 package_source(package),
@@ -89,18 +112,35 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
                 limit=limit,
                 seed=config.seed,
                 snapshot_dir=folder / "repos",
+                phrasing=phrasing,
             )
             return {"report": as_json(report), "folder": str(folder)}
 
-        return stages.run(
-            f"tasks-{package}",
-            {"limit": limit, "seed": config.seed, "code": code_digest(*GENERATOR_CODE)},
-            build,
-        )
+        inputs = {"limit": limit, "seed": config.seed, "phrasing": phrasing,
+                  "code": code_digest(*GENERATOR_CODE)}  # fmt: skip
+        return stages.run(f"tasks-{package}", inputs, build)
 
-    train = generate(config.train_package, config.train_tasks)
-    valid = generate(config.valid_package, config.valid_tasks)
-    held_out = generate(config.eval_package, config.eval_tasks)
+    def generate_split(split: Any, total: int) -> list[dict[str, Any]]:
+        counts = per_package(total, plan.packages(split))
+        return [generate(p, n, plan.phrasing(split)) for p, n in counts.items()]
+
+    train = generate_split("train", config.train_tasks)
+    valid = generate_split("valid", config.valid_tasks) if plan.valid else []
+    held_out = [
+        generate(p, plan.held_out_tasks_per_package, plan.phrasing("held_out"))
+        for p in plan.held_out
+    ]
+
+    def choose_eval(folder: Path) -> dict[str, Any]:
+        full = [t for h in held_out for t in read_tasks(Path(h["folder"]) / "tasks.jsonl")]
+        chosen = eval_subset(full, config.eval_tasks, config.seed)
+        write_tasks(folder / "tasks.jsonl", chosen)
+        return {"folder": str(folder), "held_out_tasks": len(full), "chosen": len(chosen)}
+
+    eval_set = stages.run(
+        "eval-tasks", {"held_out": held_out, "count": config.eval_tasks, "seed": config.seed,
+                       "code": code_digest("punie.data.generate.splits")}, choose_eval,
+    )  # fmt: skip
 
     shipped = shipped_public_rows()
 
@@ -121,10 +161,7 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
 
     def mix(folder: Path) -> dict[str, Any]:
         card = mix_datasets(
-            [
-                Path(train["folder"]) / "conversations.jsonl",
-                Path(valid["folder"]) / "conversations.jsonl",
-            ],
+            [Path(g["folder"]) / "conversations.jsonl" for g in [*train, *valid]],
             [Path(generic["folder"]) / f"{s}.jsonl" for s in ("glaive", "when2call", "hermes")],
             folder,
             MixConfig(
@@ -132,7 +169,7 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
                 seed=config.seed,
                 model_dir=model_dir,
                 max_seq_length=config.max_seq_length,
-                valid_repos=(config.valid_package,),
+                valid_repos=plan.valid,
                 test_fraction=0.0,
             ),
         )
@@ -147,7 +184,8 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
     )  # fmt: skip
     return {
         "mixed_dir": mixed["folder"],
-        "eval_tasks": str(Path(held_out["folder"]) / "tasks.jsonl"),
+        "eval_tasks": str(Path(eval_set["folder"]) / "tasks.jsonl"),
+        "held_out_tasks": [str(Path(h["folder"]) / "tasks.jsonl") for h in held_out],
         "card": mixed["card"],
     }
 

@@ -42,6 +42,9 @@ class TaskSpec(BaseModel):
     """Arguments that may be left out; when given, they must be one of the listed values."""
     required_facts: list[str] = Field(default_factory=list)
     """Strings the final answer must contain (case-insensitive)."""
+    result_facts: list[str] = Field(default_factory=list)
+    """Strings the first call's real result must contain for the executed verdict to accept it
+    whatever its argument values; empty: the executed verdict is the strict one."""
     kind: str
 
 

@@ -11,7 +11,10 @@ import anyio as anyio_package
 import pytest
 
 from punie.cli.data import generate as generate_command
+from punie.data.generate.phrasing import HELD_OUT, TRAIN
 from punie.data.generate.tasks import GeneratedTask, generate_tasks
+from punie.evaluation.checks import check_call, check_executed
+from punie.evaluation.evaluate import tool_schemas
 from punie.records.conversation import read_conversations
 from punie.records.task import TaskSpec, read_tasks, write_tasks
 from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
@@ -186,3 +189,58 @@ def test_generate_command_on_a_small_repository(repo: Path, tmp_path: Path) -> N
     subclass = [s for s in specs if s.kind == "subclasses"]
     assert subclass and subclass[0].required_facts == ["Square"]
     assert json.loads(out.read_text().splitlines()[0])["meta"]["repository"] == "shapes"
+
+
+def test_every_reference_call_is_right_by_the_strict_and_the_executed_verdict(generated) -> None:
+    """The call each conversation makes (for recovery, the call after the error) is one its own
+    task accepts, and its real result holds the task's result facts."""
+    tasks, _ = generated
+    schemas = tool_schemas()
+    with_facts = 0
+    for t in tasks:
+        if t.task.expected_tool is None:
+            continue
+        steps = [
+            (call, messages[index + 1].content)
+            for messages in [t.conversation.messages]
+            for index, m in enumerate(messages)
+            for call in m.tool_calls
+        ]
+        call, result = steps[1] if t.task.category == "recovery" else steps[0]
+        strict = check_call(
+            call.name,
+            call.arguments,
+            expected_tool=t.task.expected_tool,
+            expected_arguments=t.task.expected_arguments,
+            optional_arguments=t.task.optional_arguments,
+            schema=schemas[call.name],
+        )
+        assert strict.valid, (t.task.kind, call.arguments, strict.errors)
+        for fact in t.task.result_facts:
+            assert fact in result, (t.task.kind, fact)
+        rejected = strict.__class__(False, ("forced",))
+        executed = check_executed(
+            call.name,
+            call.arguments,
+            result,
+            strict=rejected,
+            expected_tool=t.task.expected_tool,
+            result_facts=t.task.result_facts,
+            schema=schemas[call.name],
+        )
+        assert executed.valid == bool(t.task.result_facts), (t.task.kind, executed.errors)
+        with_facts += bool(t.task.result_facts)
+    assert with_facts > 100
+
+
+def test_the_phrasing_set_words_every_question(tmp_path: Path) -> None:
+    held_out, _ = generate_tasks(
+        PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path, phrasing="held_out"
+    )
+    train, _ = generate_tasks(PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path)
+    assert all(HELD_OUT.matches(t.task.question) for t in held_out)
+    assert not any(TRAIN.matches(t.task.question) for t in held_out)
+    assert all(TRAIN.matches(t.task.question) for t in train)
+    assert not any(HELD_OUT.matches(t.task.question) for t in train)
+    with pytest.raises(Exception, match="unknown phrasing 'other'"):
+        generate_tasks(PACKAGE, limit=1, snapshot_dir=tmp_path, phrasing="other")

@@ -165,3 +165,45 @@ def test_mlx_lm_loads_the_output_with_the_embedded_tokenizer(mixed, mask_prompt)
                 assert offset > 0
             rendered_calls += "<tool_call>\n{" in tokenizer.decode(tokens)
         assert rendered_calls > 0
+
+
+@pytest.fixture(scope="module")
+def no_test_mix(inputs, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DatasetCard]:
+    """The demo's kind of mix: a validation repository, no test split."""
+    out = tmp_path_factory.mktemp("no_test")
+    (out / "test.jsonl").write_text('{"messages": []}\n')  # stale, from an earlier mix
+    card = mix_datasets(
+        [inputs["anyio"], inputs["structlog"]],
+        [inputs["glaive"]],
+        out,
+        MixConfig(seed=5, valid_repos=("structlog",), test_fraction=0.0, max_seq_length=1024),
+    )
+    return out, card
+
+
+def test_an_empty_split_gets_no_file(no_test_mix) -> None:
+    out, card = no_test_mix
+    assert card.examples["test"] == 0
+    assert not (out / "test.jsonl").exists()
+    assert card.examples["train"] > 0 and card.examples["valid"] > 0
+    assert len(_rows(out / "valid.jsonl")) == card.examples["valid"]
+
+
+@pytest.mark.slow
+def test_stock_mlx_lm_lora_trains_on_the_mix_folder(no_test_mix, tmp_path: Path) -> None:
+    """`python -m mlx_lm lora --data <mix folder>`, unchanged, trains one step on it."""
+    import subprocess
+    import sys
+
+    out, _ = no_test_mix
+    adapter = tmp_path / "adapter"
+    command = [
+        sys.executable, "-m", "mlx_lm", "lora",
+        "--model", str(embedded_model_dir()), "--train", "--data", str(out),
+        "--iters", "1", "--batch-size", "1", "--num-layers", "1", "--val-batches", "1",
+        "--max-seq-length", "1024", "--adapter-path", str(adapter),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (adapter / "adapters.safetensors").is_file()
+    assert "Training" in done.stdout

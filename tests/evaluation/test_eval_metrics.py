@@ -61,8 +61,29 @@ def model_dir() -> Path:
     return embedded_model_dir()
 
 
-def _evaluate(tasks, model_dir: Path, out_dir: Path, *, no_stop: bool):
-    with ScriptedServer([_reply]) as server:
+def _realistic_usage(model_dir: Path):
+    """Usage as a server that generated the whole message reports it: its tokens, counted with
+    the model's tokenizer (a tool call as the `<tool_call>` text the model writes)."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+    def usage(message: dict[str, Any]) -> dict[str, int]:
+        text = message.get("content") or ""
+        for call in message.get("tool_calls") or []:
+            function = call["function"]
+            body = {"name": function["name"], "arguments": json.loads(function["arguments"])}
+            text += f"<tool_call>\n{json.dumps(body)}\n</tool_call>"
+        completion = len(tokenizer.encode(text, add_special_tokens=False).ids)
+        return {
+            "prompt_tokens": 10,
+            "completion_tokens": completion,
+            "total_tokens": 10 + completion,
+        }
+
+    return usage
+
+
+def _evaluate(tasks, model_dir: Path, out_dir: Path, *, no_stop: bool, reply=_reply, usage=None):
+    with ScriptedServer([reply], usage=usage) as server:
         target = EvalTarget("scripted", model=str(model_dir), base_url=server.base_url)
         report = evaluate(
             tasks, [target], out_dir=out_dir, concurrency=2, no_stop=no_stop, show_progress=False
@@ -85,8 +106,10 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
         "parameter 'start_line': '1' is string, expected integer"
     ]
     assert (loop["status"], loop["turns"], loop["passed"]) == ("loop_detected", 3, False)
-    assert runaway["status"] == "answered" and runaway["passed"] is True
-    assert runaway["arguments_ok"] is None
+    # A right answer, but the model kept writing after its turn ended: not passed.
+    assert runaway["status"] == "answered" and runaway["answer_ok"] is True
+    assert runaway["passed"] is False and runaway["passed_executed"] is False
+    assert runaway["arguments_ok"] is None and runaway["arguments_executed_ok"] is None
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     after = len(tokenizer.encode(RUNAWAY_TAIL, add_special_tokens=False).ids)
@@ -102,8 +125,14 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
     assert overall.tool_selection_accuracy == 1.0
     assert overall.argument_accuracy == pytest.approx(2 / 3)
     assert overall.answer_accuracy == 0.75
-    assert overall.pass_rate == 0.5
+    assert overall.pass_rate == 0.25
     assert overall.clean_stop_rate == 0.5
+    # Every rate carries its Wilson 95% interval and the number of tasks it is over.
+    passed = overall.rates["pass_rate"]
+    assert (passed.n, passed.successes) == (4, 1)
+    assert passed.low == pytest.approx(0.0456, abs=1e-3)
+    assert passed.high == pytest.approx(0.6994, abs=1e-3)
+    assert overall.rates["argument_accuracy"].n == 3
     assert overall.turns_per_task == (2 + 2 + 3 + 1) / 4
     # The scripted server reports 5 completion tokens per reply.
     assert overall.output_tokens_per_task == 5 * (2 + 2 + 3 + 1) / 4
@@ -121,24 +150,56 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
     assert runaway_trace.output == RUNAWAY  # nothing cut: the earlier failure, reproduced
 
 
-def test_with_stop_the_runaway_is_cut_and_nothing_counts_after_the_end(
+def test_a_runaway_the_client_cut_still_counts_what_the_server_generated_after_the_end(
     tasks, model_dir: Path, tmp_path: Path
 ) -> None:
-    report, bodies = _evaluate(tasks[3:], model_dir, tmp_path, no_stop=False)
+    """The server ignores `stop` and writes the next turns; the client cuts them off, but the
+    server's usage says how many tokens it generated past the end: they count, and the run
+    does not pass."""
+    usage = _realistic_usage(model_dir)
+    report, bodies = _evaluate(tasks[3:], model_dir, tmp_path, no_stop=False, usage=usage)
     profile = resolve_profile(str(model_dir), model_dir=model_dir)
     assert "<|im_end|>" in profile.stop_sequences
     assert bodies[0]["stop"] == list(profile.stop_sequences)
     (row,) = [json.loads(line) for line in Path(report.results_path).read_text().splitlines()]
     assert row["status"] == RunStatus.ANSWERED.value
-    assert row["tokens_after_end"] == 0
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tail = len(tokenizer.encode(RUNAWAY_TAIL, add_special_tokens=False).ids)
+    assert row["output_tokens"] == usage(text_reply(RUNAWAY))["completion_tokens"] > tail > 10
+    assert row["tokens_after_end"] == tail
+    assert row["answer_ok"] is True and row["passed"] is False
     (trace,) = read_traces(tmp_path / "scripted" / "traces.jsonl")
     assert trace.output == ANSWER
     assert trace.exchanges[0].cut_at_marker is True
+    overall = report.overall("scripted")
+    assert (overall.clean_stop_rate, overall.pass_rate) == (0.0, 0.0)
+
+
+def test_a_reply_cut_right_at_its_end_of_turn_counts_nothing_after_it(
+    tasks, model_dir: Path, tmp_path: Path
+) -> None:
+    """The same cut, but the server stopped right after the end-of-turn token: 0 after it."""
+    report, _ = _evaluate(
+        tasks[3:],
+        model_dir,
+        tmp_path,
+        no_stop=False,
+        reply=lambda body: text_reply(ANSWER + "<|im_end|>"),
+        usage=_realistic_usage(model_dir),
+    )
+    (row,) = [json.loads(line) for line in Path(report.results_path).read_text().splitlines()]
+    (trace,) = read_traces(tmp_path / "scripted" / "traces.jsonl")
+    assert trace.exchanges[0].cut_at_marker is True
+    assert (row["tokens_after_end"], row["passed"]) == (0, True)
     assert report.overall("scripted").clean_stop_rate == 1.0
 
 
 def test_report_files_hold_the_side_by_side_table(tasks, model_dir: Path, tmp_path: Path) -> None:
-    with ScriptedServer([_reply]) as one, ScriptedServer([_reply]) as two:
+    usage = _realistic_usage(model_dir)
+    with (
+        ScriptedServer([_reply], usage=usage) as one,
+        ScriptedServer([_reply], usage=usage) as two,
+    ):
         targets = [
             EvalTarget("base", model=str(model_dir), base_url=one.base_url),
             EvalTarget("tuned", model=str(model_dir), base_url=two.base_url),
@@ -147,15 +208,20 @@ def test_report_files_hold_the_side_by_side_table(tasks, model_dir: Path, tmp_pa
     markdown = Path(report.markdown_path).read_text()
     assert markdown == markdown_table(report)
     assert "| metric | base | tuned |" in markdown
-    assert "| terminated | 75% | 75% |" in markdown
-    assert "| loop | 25% | 25% |" in markdown
+    assert "| terminated | 75% (30–95%, n=4) | 75% (30–95%, n=4) |" in markdown
+    assert "| loop | 25% (5–70%, n=4) | 25% (5–70%, n=4) |" in markdown
+    assert "| arguments (strict) | 67% (21–94%, n=3) |" in markdown
+    assert "| arguments (executed) | 67% (21–94%, n=3) |" in markdown
+    assert "| passed (strict) | 25% (5–70%, n=4) |" in markdown
     for category in ("single_tool", "direct_answer", "overall"):
         for label in ("base", "tuned"):
             assert f"| {category} | {label} | " in markdown
     assert "| multi_step |" not in markdown
     assert Path(report.chart_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(Path(report.json_path).read_text())
-    assert saved["metrics"]["tuned"]["overall"]["pass_rate"] == 0.5
+    assert saved["metrics"]["tuned"]["overall"]["pass_rate"] == 0.25
+    interval = saved["metrics"]["tuned"]["overall"]["rates"]["pass_rate"]
+    assert interval["n"] == 4 and interval["low"] < 0.25 < interval["high"]
     assert [t["label"] for t in saved["targets"]] == ["base", "tuned"]
     rows = Path(report.results_path).read_text().splitlines()
     assert len(rows) == 8

@@ -1,0 +1,79 @@
+"""Cannot-answer and ask-back tasks: a missing file or name, an ambiguous name, a vague request."""
+
+from __future__ import annotations
+
+from punie.data.generate.builders.context import BuildContext
+from punie.data.generate.builders.multi_step import FREE_GREP
+from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.results import grep_found_nothing, grep_hits, is_missing_file_error
+from punie.data.generate.toolbox import Skip
+
+MISSING_NAMES: list[str] = [
+    "helpers_legacy.py",
+    "compat_old.py",
+    "settings_local.py",
+    "views.py",
+    "models_v2.py",
+    "old_api.py",
+]
+
+
+def missing_file(ctx: BuildContext, index: int) -> GeneratedTask:
+    folders = sorted({p.rsplit("/", 1)[0] for p in ctx.facts.python_files if "/" in p})
+    folder = ctx.rng.choice(folders) if folders else ""
+    path = f"{folder}/{MISSING_NAMES[index]}" if folder else MISSING_NAMES[index]
+    if (ctx.facts.root / path).exists():
+        raise Skip("file_exists")
+    question = ctx.ask("missing_file", path=path)
+    step = ctx.tools.call("read_file", {"path": path})
+    if not (step.error and is_missing_file_error(step.result)):
+        raise Skip("expected_error_missing")
+    answer = (
+        f"There is no file `{path}` in this repository, so I cannot say what it does. "
+        "If it lives elsewhere, give me its path."
+    )
+    expect = Expectation("read_file", {"path": [path, f"./{path}"]})
+    return ctx.task("missing_file", "cannot_answer", question, [step], answer, expect, [path])
+
+
+def missing_symbol(ctx: BuildContext, index: int) -> GeneratedTask:
+    words = sorted(w for w in ctx.facts.identifiers() if w.isidentifier() and "_" not in w)
+    if len(words) < 2:
+        raise Skip("too_few_identifiers")
+    name = f"{ctx.rng.choice(words).lower()}_{ctx.rng.choice(words).lower()}"
+    if ctx.facts.files_containing(name):
+        raise Skip("name_exists")
+    question = ctx.ask("missing_symbol", name=name)
+    step = ctx.tools.ok("grep", {"pattern": name})
+    if not grep_found_nothing(step.result):
+        raise Skip("grep_disagrees_with_files")
+    answer = (
+        f"Nothing in this repository is called `{name}`: grep finds no match for it, so it "
+        "is not defined here. Check the spelling, or tell me where it should be."
+    )
+    expect = Expectation("grep", free=FREE_GREP)
+    return ctx.task("missing_symbol", "cannot_answer", question, [step], answer, expect, [name])
+
+
+def ambiguous_name(ctx: BuildContext, name: str) -> GeneratedTask:
+    defs = sorted(ctx.by_name[name], key=lambda d: (d.path, d.line))
+    question = ctx.ask("ambiguous_name", name=name)
+    step = ctx.tools.ok("grep", {"pattern": f"(def|class) {name}[(:]"})
+    if sorted(grep_hits(step.result)) != [(d.path, d.line) for d in defs]:
+        raise Skip("grep_disagrees_with_ast")
+    places = [
+        f"{d.owner + '.' if d.owner else ''}{d.name} in `{d.path}` (line {d.line})" for d in defs
+    ]
+    answer = (
+        f"There are {len(defs)} definitions named `{name}`: "
+        + "; ".join(places)
+        + ". Which one do you mean?"
+    )
+    expect = Expectation("grep", free=FREE_GREP)
+    facts = [*sorted({d.path for d in defs}), "?"]
+    return ctx.task("ask_back_ambiguous_name", "ask_back", question, [step], answer, expect, facts)
+
+
+def vague_request(ctx: BuildContext, index: int) -> GeneratedTask:
+    question, answer = ctx.phrases.vague[index]
+    return ctx.task("ask_back_vague", "ask_back", question, [], answer, Expectation(), ["?"])

@@ -1,0 +1,54 @@
+"""Two-step tasks: find a definition with grep, then read it."""
+
+from __future__ import annotations
+
+from punie.data.generate.builders.context import BuildContext
+from punie.data.generate.builders.lookup import params_answer, signature_read
+from punie.data.generate.facts import Definition
+from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.results import grep_hit_mark
+from punie.data.generate.toolbox import Skip
+
+FREE_GREP = ("pattern", "glob", "path")
+
+
+def find_then_parameters(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    if not d.params:
+        raise Skip("no_parameters")
+    _, answer = params_answer(d)
+    question = ctx.ask("find_then_parameters", name=d.name)
+    first = ctx.definition_grep(f"def {d.name}[(]", d)
+    second = signature_read(ctx, d)
+    answer = f"{answer[:-1]}; it is defined in `{d.path}` at line {d.line}."
+    expect = Expectation("grep", free=FREE_GREP, result_facts=(grep_hit_mark(d.path, d.line),))
+    return ctx.task(
+        "find_then_read_parameters",
+        "multi_step",
+        question,
+        [first, second],
+        answer,
+        expect,
+        list(d.params),
+    )
+
+
+def find_then_docstring(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    question = ctx.ask("find_then_docstring", name=d.name)
+    first = ctx.definition_grep(f"class {d.name}[(:]", d)
+    end = min(d.end_line, d.line + 12)
+    second = ctx.tools.ok("read_file", {"path": d.path, "start_line": d.line, "end_line": end})
+    if d.docstring is None or d.docstring not in second.result:
+        raise Skip("read_disagrees_with_ast")
+    answer = (
+        f'`{d.name}` is defined in `{d.path}` (line {d.line}); its docstring says: "{d.docstring}"'
+    )
+    expect = Expectation("grep", free=FREE_GREP, result_facts=(grep_hit_mark(d.path, d.line),))
+    return ctx.task(
+        "find_then_read_docstring",
+        "multi_step",
+        question,
+        [first, second],
+        answer,
+        expect,
+        [d.path, d.docstring],
+    )

@@ -1,0 +1,80 @@
+"""Recovery tasks: the first call fails for real (a bad regex, a folder read as a file), the
+second one fixes it."""
+
+from __future__ import annotations
+
+import re
+
+from punie.data.generate.builders.context import ANY_PY_GLOB, WHOLE_REPO, BuildContext, listing
+from punie.data.generate.facts import Definition
+from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.results import (
+    command_output,
+    grep_hit_mark,
+    grep_hits,
+    is_bad_regex_error,
+    is_directory_error,
+)
+from punie.data.generate.toolbox import Skip
+
+
+def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    needle = f"{d.name}("
+    hits = sorted(
+        (rel, number)
+        for rel in ctx.facts.text_files
+        for number, line in enumerate(ctx.facts.read_text(rel).split("\n"), start=1)
+        if needle in line
+    )
+    if not 1 <= len(hits) <= 10:
+        raise Skip("too_many_or_no_uses")
+    question = ctx.ask("bad_regex", call=needle)
+    first = ctx.tools.call("grep", {"pattern": needle})
+    if not (first.error and is_bad_regex_error(first.result)):
+        raise Skip("expected_error_missing")
+    fixed = f"{d.name}[(]"
+    second = ctx.tools.ok("grep", {"pattern": fixed})
+    if sorted(grep_hits(second.result)) != hits:
+        raise Skip("grep_disagrees_with_files")
+    files = sorted({p for p, _ in hits})
+    where = "; ".join(
+        f"`{p}` (line{'s' if len(ls) > 1 else ''} {', '.join(map(str, ls))})"
+        for p in files
+        for ls in [[n for q, n in hits if q == p]]
+    )
+    answer = f"`{needle})` appears on {len(hits)} line{'s' if len(hits) > 1 else ''}: {where}."
+    expect = Expectation(
+        "grep",
+        {
+            "pattern": list(dict.fromkeys([fixed, f"{d.name}\\(", re.escape(needle)])),
+            "glob": ANY_PY_GLOB,
+            "path": WHOLE_REPO,
+        },
+        result_facts=tuple(grep_hit_mark(p, n) for p, n in hits),
+    )
+    return ctx.task(
+        "recovery_bad_regex", "recovery", question, [first, second], answer, expect, files
+    )
+
+
+def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
+    if folder == ".":
+        raise Skip("root_folder")
+    entries = ctx.ls(folder)
+    question = ctx.ask("read_folder", folder=folder)
+    first = ctx.tools.call("read_file", {"path": folder})
+    if not (first.error and is_directory_error(first.result)):
+        raise Skip("expected_error_missing")
+    second = ctx.tools.ok("run_command", {"command": f"ls {folder}"})
+    output = command_output(second.result)
+    if output is None or sorted(output.split()) != entries:
+        raise Skip("command_disagrees_with_files")
+    answer = f"`{folder}` is a folder; it holds {len(entries)} entries: {listing(entries)}."
+    expect = Expectation(
+        "run_command",
+        {"command": [f"ls {folder}", f"ls {folder}/", f"ls -la {folder}"]},
+        result_facts=tuple(entries),
+    )
+    return ctx.task(
+        "recovery_directory", "recovery", question, [first, second], answer, expect, entries
+    )

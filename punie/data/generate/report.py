@@ -1,0 +1,54 @@
+"""What one generation run kept and skipped: `GenerationReport`, as JSON and as a table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+
+
+@dataclass
+class GenerationReport:
+    """What the generator kept, per kind and category, and what it skipped, per reason."""
+
+    repo: str
+    repo_name: str
+    seed: int
+    phrasing: str = "train"
+    kept: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.kept.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "repo_name": self.repo_name,
+            "seed": self.seed,
+            "phrasing": self.phrasing,
+            "tasks": self.total,
+            "kinds": dict(sorted(self.kept.items())),
+            "categories": dict(sorted(self.categories.items())),
+            "skipped": dict(self.skipped.most_common()),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def table(self) -> Table:
+        title = f"generate: {self.repo_name} ({self.total} tasks, seed {self.seed}"
+        table = Table(title=f"{title}, {self.phrasing} phrasing)")
+        table.add_column("kind")
+        table.add_column("tasks", justify="right")
+        for kind, count in sorted(self.kept.items()):
+            table.add_row(kind, str(count))
+        for category, count in sorted(self.categories.items()):
+            table.add_row(f"[dim]category {category}[/dim]", str(count))
+        for reason, count in self.skipped.most_common():
+            table.add_row(f"[yellow]skipped: {reason}[/yellow]", str(count))
+        table.add_row("[bold]total[/bold]", str(self.total))
+        return table

@@ -1,0 +1,67 @@
+"""The real code tools, called the way the agent calls them, for the generator's conversations."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from punie.data.generate.results import error_result
+from punie.errors import ToolError
+from punie.runtime.tools import Workspace, grep, read_file, run_command, write_file
+
+
+class Skip(Exception):
+    """A candidate whose tool results disagree with the facts (or cannot be asked); not kept."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tool call the assistant makes and the real result it got."""
+
+    name: str
+    arguments: dict[str, Any]
+    result: str
+    error: bool = False
+
+
+class Toolbox:
+    """Runs the code tools on a repository (writes go to a scratch folder, never the source)."""
+
+    def __init__(self, root: Path) -> None:
+        self.ws = Workspace(root)
+        self._scratch = tempfile.TemporaryDirectory(prefix="punie-generate-")
+        self.scratch = Workspace(Path(self._scratch.name))
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    def call(self, name: str, arguments: dict[str, Any], *, scratch: bool = False) -> Step:
+        """Run one tool; a ToolError becomes the `Error: ...` result the agent would hand back."""
+        ws = self.scratch if scratch else self.ws
+        try:
+            if name == "grep":
+                result = grep(ws, **arguments)
+            elif name == "read_file":
+                result = read_file(ws, **arguments)
+            elif name == "run_command":
+                result = run_command(ws, arguments["command"], timeout_s=30.0)
+            elif name == "write_file":
+                result = write_file(ws, arguments["path"], arguments["content"])
+            else:
+                raise ValueError(f"unknown tool {name}")
+        except ToolError as exc:
+            return Step(name, arguments, error_result(str(exc)), error=True)
+        return Step(name, arguments, result)
+
+    def ok(self, name: str, arguments: dict[str, Any], **kwargs: Any) -> Step:
+        """Run one tool that must succeed; a failure skips the candidate."""
+        step = self.call(name, arguments, **kwargs)
+        if step.error:
+            raise Skip("tool_error")
+        return step
