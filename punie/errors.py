@@ -12,7 +12,14 @@ class ConfigError(PunieError):
 
 
 class ToolError(PunieError):
-    """A code tool refused or failed; the message goes back to the model as the tool result."""
+    """A code tool refused or failed; the message goes back to the model as the tool result.
+
+    `kind` says why, for code that acts on it (values of `punie.records.tool_result.ErrorKind`).
+    """
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ServerError(PunieError):

@@ -45,6 +45,10 @@ class ToolCallRecord(BaseModel):
     tool_call_id: str | None = None
     executed: bool = True
     """False for a call that a guard stopped before it ran."""
+    kind: str | None = None
+    """The result's kind (`ResultKind`), or the error's (`ErrorKind`) when it failed."""
+    sandbox: str | None = None
+    """For run_command: the sandbox the command ran in (bubblewrap, sandbox-exec, none)."""
 
 
 class ModelExchange(BaseModel):

@@ -25,6 +25,7 @@ from pydantic_ai.settings import ModelSettings
 
 from punie.errors import ToolError
 from punie.records.profile import ModelProfile
+from punie.records.tool_result import ResultKind
 from punie.records.trace import ToolCallRecord
 from punie.runtime.recovery import RecoveringModel
 from punie.runtime.tools import (
@@ -193,17 +194,21 @@ def _record(
         deps.in_flight[id(record)] = record
     result: str | None = None
     error: str | None = None
+    kind: str = ResultKind.ERROR
     try:
         result = body()
+        kind = getattr(result, "kind", kind)
     except ToolError as exc:
-        error = str(exc)
+        error, kind = str(exc), exc.kind
     except Exception as exc:  # a bug or an input no check foresaw: still only a result
         log.exception("tool_crashed", tool=name)
         error = f"{name} failed: {type(exc).__name__}: {str(exc)[:500]}"
     finally:
         with deps.lock:
             mine = deps.in_flight.pop(id(record), None) is not None
-    record.result, record.error = result, error
+    record.result, record.error, record.kind = result, error, str(kind)
+    if name == "run_command":
+        record.sandbox = deps.sandbox.kind
     record.duration_ms = (time.perf_counter() - start) * 1000
     if mine:  # else the run already recorded it as interrupted
         tracker.record_tool_call(record)

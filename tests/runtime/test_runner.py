@@ -144,3 +144,31 @@ async def test_a_reply_that_runs_on_past_its_end_of_turn_is_cut(repo: Path, tmp_
     assert outcome.output == "The answer is 4."
     assert traces[0].exchanges[0].cut_at_marker
     assert json.dumps(traces[0].transcript).count("book a flight") == 0
+
+
+async def test_each_traced_call_carries_its_result_kind_and_the_sandbox(
+    repo: Path, tmp_path: Path
+) -> None:
+    calls = [
+        ToolCallPart("grep", {"pattern": "class Square"}),
+        ToolCallPart("grep", {"pattern": "class ("}),
+        ToolCallPart("read_file", {"path": "pkg"}),
+        ToolCallPart("run_command", {"command": "echo hi"}),
+    ]
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        step = len(_tool_returns(messages))
+        if step < len(calls):
+            return ModelResponse(parts=[calls[step]])
+        return ModelResponse(parts=[TextPart("done")])
+
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path)
+    kinds = [(c.name, c.kind, c.sandbox) for c in traces[0].tool_calls]
+    sandbox = outcome.tool_calls[-1].sandbox
+    assert kinds == [
+        ("grep", "matches", None),
+        ("grep", "bad_pattern", None),
+        ("read_file", "is_directory", None),
+        ("run_command", "command", sandbox),
+    ]
+    assert sandbox in {"bubblewrap", "sandbox-exec", "none", "unsandboxed"}

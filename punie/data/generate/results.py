@@ -1,28 +1,33 @@
-"""How the generator reads the code tools' answers: the one place that knows their wording.
+"""How the generator reads the code tools' answers: by their kind and data, never their wording.
 
-The tools answer in text (`path:line: text` grep lines, `exit code: N` before command output,
-English error messages). Every check the generator makes on a tool's answer goes through these
-functions, so when the tools return typed results only this module changes.
+The tools return `ToolResult`s (text for the model, with `kind` and `data`) and raise
+`ToolError`s with a `kind`; the toolbox keeps both on each step. Only the grep-line marks below
+describe the rendered text, because the executed verdict looks for them in a run's results.
 """
 
 from __future__ import annotations
 
-import re
+from punie.records.tool_result import ErrorKind, ResultKind, ToolResult
 
-_GREP_LINE = re.compile(r"^(?P<path>[^\n:]+):(?P<line>\d+): ", re.MULTILINE)
-_TRUNCATION_MARKS = ("[stopped at", "characters truncated ...]", "[... truncated:")
-_EXIT_OK = "exit code: 0\n"
 ERROR_PREFIX = "Error: "
 
 
-def error_result(message: str) -> str:
-    """What the agent hands the model when a tool raises: `Error: <message>`."""
-    return f"{ERROR_PREFIX}{message}"
+def error_result(message: str, kind: str) -> ToolResult:
+    """What the agent hands the model when a tool raises: `Error: <message>`, with its kind."""
+    return ToolResult(f"{ERROR_PREFIX}{message}", ResultKind.ERROR, error=kind)
+
+
+def _kind(result: str) -> ResultKind | None:
+    return result.kind if isinstance(result, ToolResult) else None
+
+
+def _data(result: str) -> dict:
+    return result.data if isinstance(result, ToolResult) else {}
 
 
 def grep_hits(result: str) -> list[tuple[str, int]]:
     """The (path, line) of every match a grep answer lists."""
-    return [(m["path"], int(m["line"])) for m in _GREP_LINE.finditer(result)]
+    return [tuple(hit) for hit in _data(result).get("hits", [])] if _kind(result) else []
 
 
 def grep_hit_mark(path: str, line: int) -> str:
@@ -37,29 +42,36 @@ def grep_file_mark(path: str) -> str:
 
 def grep_found_nothing(result: str) -> bool:
     """Whether a grep answer says no line matched."""
-    return result.startswith("no matches")
+    return _kind(result) is ResultKind.NO_MATCHES
 
 
 def is_truncated(result: str) -> bool:
     """Whether a tool answer was cut short (too many matches, too long)."""
-    return any(mark in result for mark in _TRUNCATION_MARKS)
+    return bool(_data(result).get("truncated"))
 
 
 def command_output(result: str) -> str | None:
     """The output of a command that exited 0, or None when it failed."""
-    return result.removeprefix(_EXIT_OK) if result.startswith(_EXIT_OK) else None
+    data = _data(result)
+    if _kind(result) is not ResultKind.COMMAND or data.get("exit_code") != 0:
+        return None
+    return str(data.get("output", ""))
+
+
+def _error(result: str) -> str | None:
+    return _data(result).get("error") if _kind(result) is ResultKind.ERROR else None
 
 
 def is_bad_regex_error(result: str) -> bool:
     """Whether grep refused the pattern as an invalid regular expression."""
-    return result.startswith(ERROR_PREFIX) and "not a valid regular expression" in result
+    return _error(result) == ErrorKind.BAD_PATTERN
 
 
 def is_directory_error(result: str) -> bool:
     """Whether read_file refused a folder."""
-    return result.startswith(ERROR_PREFIX) and "is a directory" in result
+    return _error(result) == ErrorKind.IS_DIRECTORY
 
 
 def is_missing_file_error(result: str) -> bool:
     """Whether read_file said the file does not exist."""
-    return result.startswith(ERROR_PREFIX) and "does not exist" in result
+    return _error(result) == ErrorKind.NOT_FOUND

@@ -27,6 +27,7 @@ class Step:
     name: str
     arguments: dict[str, Any]
     result: str
+    """The tool's answer as the model sees it (a `ToolResult`: its kind and data ride along)."""
     error: bool = False
 
 
@@ -56,7 +57,7 @@ class Toolbox:
             else:
                 raise ValueError(f"unknown tool {name}")
         except ToolError as exc:
-            return Step(name, arguments, error_result(str(exc)), error=True)
+            return Step(name, arguments, error_result(str(exc), exc.kind), error=True)
         return Step(name, arguments, result)
 
     def ok(self, name: str, arguments: dict[str, Any], **kwargs: Any) -> Step:

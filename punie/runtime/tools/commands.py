@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ToolError
+from punie.records.tool_result import ResultKind, ToolResult
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT, OutputCapper
 from punie.runtime.tools.processes import RUNNING, RunningCommands, kill_group
 from punie.runtime.tools.sandbox import HOW_TO_GET_ONE, Sandbox, default_sandbox
@@ -51,7 +52,7 @@ def run_command(
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     sandbox: Sandbox | None = None,
     running: RunningCommands | None = None,
-) -> str:
+) -> ToolResult:
     """Run `command` with `bash -c` in the workspace root and return
     ``"exit code: N\\n<stdout and stderr, interleaved>"``, capped to `output_limit` characters.
 
@@ -83,7 +84,7 @@ def _run(
     output_limit: int,
     sandbox: Sandbox,
     running: RunningCommands | None,
-) -> str:
+) -> ToolResult:
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -121,6 +122,7 @@ def _run(
         truncated=capper.truncated,
         sandbox=sandbox.kind,
     )
+    exit_code: int | None = None
     if interrupted:
         header = (
             f"exit code: none ({interrupted}; the command and all its child processes were killed)"
@@ -131,10 +133,17 @@ def _run(
             "processes were killed)"
         )
     else:
+        exit_code = returncode
         header = f"exit code: {returncode}"
         if leftovers_killed:
             header += " (background processes it left running were killed)"
-    return f"{header}\n{text}"
+    return ToolResult(
+        f"{header}\n{text}",
+        ResultKind.COMMAND,
+        exit_code=exit_code,
+        output=text,
+        truncated=capper.truncated,
+    )
 
 
 def _collect(

@@ -12,6 +12,7 @@ import stat
 import structlog
 
 from punie.errors import ToolError
+from punie.records.tool_result import ErrorKind, ResultKind, ToolResult
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT
 from punie.runtime.tools.workspace import Workspace
 
@@ -32,7 +33,7 @@ def read_file(
     end_line: int | None = None,
     *,
     max_chars: int = DEFAULT_OUTPUT_LIMIT,
-) -> str:
+) -> ToolResult:
     """The text of a file, or of lines `start_line`..`end_line` (1-based, inclusive).
 
     Reads in bounded pieces, so memory stays small whatever the file (a 2 GB line included);
@@ -58,7 +59,7 @@ def read_file(
             scan = _scan(handle, start_line or 1, end_line, max_chars)
     first, last = start_line or 1, end_line
     if scan.lines == 0:
-        return f"({rel} is empty)"
+        return ToolResult(f"({rel} is empty)", ResultKind.EMPTY_FILE, path=rel)
     if first > scan.lines:
         if scan.stopped:
             raise ToolError(
@@ -72,21 +73,27 @@ def read_file(
     )
     text = "".join(scan.kept)
     if scan.cut_at is None:
-        return text
+        return ToolResult(text, ResultKind.FILE_TEXT, path=rel, truncated=False)
     shown = text.removesuffix("\n")  # the notice starts on a fresh line anyway
     if scan.long_line:
         more = "+" if scan.stopped else ""
-        return (
+        return _truncated(
             f"{shown}\n[... truncated: line {scan.cut_at} of {rel} has {scan.long_line:,}{more} "
             f"characters; showed the first {max_chars:,}. See the rest with run_command, e.g. "
-            f"\"sed -n '{scan.cut_at}p' {rel} | cut -c{max_chars + 1}-{2 * max_chars}\" ...]\n"
+            f"\"sed -n '{scan.cut_at}p' {rel} | cut -c{max_chars + 1}-{2 * max_chars}\" ...]\n",
+            rel,
         )
     total = f"more than {scan.lines:,}" if scan.stopped else f"{scan.lines:,}"
-    return (
+    return _truncated(
         f"{shown}\n[... truncated: showed lines {first}-{scan.cut_at - 1} of {rel} "
         f"({scan.kept_chars:,} characters), which has {total} lines; "
-        f"read on with start_line={scan.cut_at} ...]\n"
+        f"read on with start_line={scan.cut_at} ...]\n",
+        rel,
     )
+
+
+def _truncated(text: str, rel: str) -> ToolResult:
+    return ToolResult(text, ResultKind.FILE_TEXT, path=rel, truncated=True)
 
 
 class _Scan:
@@ -154,7 +161,7 @@ def _scan(handle, first: int, last: int | None, max_chars: int) -> _Scan:
     return scan
 
 
-def write_file(ws: Workspace, path: str, content: str) -> str:
+def write_file(ws: Workspace, path: str, content: str) -> ToolResult:
     """Write `content` to `path` atomically (a temporary file in the same directory, then a
     rename), creating missing parent directories inside the root. Refuses control paths
     (`.git`, `.venv`, ...) and anything but a regular file at `path`."""
@@ -178,7 +185,9 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
         rel = walked.relative
         ws.check_writable(rel, path)
         if walked.name is None or (walked.st is not None and stat.S_ISDIR(walked.st.st_mode)):
-            raise ToolError(f"{rel!r} is a directory: give the path of a file to write")
+            raise ToolError(
+                f"{rel!r} is a directory: give the path of a file to write", ErrorKind.IS_DIRECTORY
+            )
         if walked.st is not None and not stat.S_ISREG(walked.st.st_mode):
             raise ToolError(f"{rel!r} is a special file (FIFO, device or socket): not written")
         mode = (walked.st.st_mode & 0o777) if walked.st is not None else _NEW_FILE_MODE
@@ -186,7 +195,7 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
     lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
     log.info("file_written", path=rel, lines=lines, bytes=len(data))
     noun = "line" if lines == 1 else "lines"
-    return f"wrote {lines} {noun} ({len(data):,} bytes) to {rel}"
+    return ToolResult(f"wrote {lines} {noun} ({len(data):,} bytes) to {rel}", ResultKind.WRITTEN)
 
 
 def _replace(dir_fd: int, name: str, data: bytes, mode: int, rel: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import shutil
 import stat
@@ -16,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ToolError
+from punie.records.tool_result import ErrorKind, ResultKind, ToolResult
 from punie.runtime.tools.fence import kind_of
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT, cap_output
 from punie.runtime.tools.processes import RUNNING, RunningCommands, kill_group
@@ -24,6 +26,7 @@ from punie.runtime.tools.workspace import Workspace
 
 log = structlog.get_logger(__name__)
 
+_HIT = re.compile(r"^(?P<path>[^\n:]+):(?P<line>\d+): ", re.MULTILINE)
 _LINE_CHARS = 300  # a minified file's one line must not fill the whole answer
 _TIMEOUT_S = 30.0
 
@@ -78,7 +81,7 @@ def grep(
     sandbox: Sandbox | None = None,
     running: RunningCommands | None = None,
     timeout_s: float = _TIMEOUT_S,
-) -> str:
+) -> ToolResult:
     """Search files under `path` for the regular expression `pattern` (Rust regex syntax).
 
     Answers one ``path:line: text`` line per matching line, paths relative to the root;
@@ -93,7 +96,8 @@ def grep(
         if walked.name is not None and walked.st is None:
             raise ToolError(
                 f"path {path[:200]!r} does not exist in the workspace root {str(ws.root)!r}: "
-                "check the name, or list files with run_command('ls')"
+                "check the name, or list files with run_command('ls')",
+                ErrorKind.NOT_FOUND,
             )
         if walked.st is not None and not (
             stat.S_ISREG(walked.st.st_mode) or stat.S_ISDIR(walked.st.st_mode)
@@ -135,19 +139,23 @@ def grep(
         if "regex parse error" in message or "error parsing" in message:
             raise ToolError(
                 f"grep pattern {pattern[:200]!r} is not a valid regular expression: {message}\n"
-                "Escape special characters with a backslash (e.g. '\\(') or fix the pattern."
+                "Escape special characters with a backslash (e.g. '\\(') or fix the pattern.",
+                ErrorKind.BAD_PATTERN,
             )
         raise ToolError(f"grep for {pattern[:200]!r} in {rel!r} failed: {message}")
     where = f" in {rel!r}" + (f" (files matching {glob!r})" if glob else "")
     if not lines:
-        return f"no matches for {pattern!r}{where}"
+        return ToolResult(f"no matches for {pattern!r}{where}", ResultKind.NO_MATCHES)
     answer = "\n".join(lines)
     if stopped:
         answer += (
             f"\n[stopped at {max_matches} matching lines; narrow the pattern, path or glob "
             "to see the rest]"
         )
-    return cap_output(answer, DEFAULT_OUTPUT_LIMIT)
+    capped = cap_output(answer, DEFAULT_OUTPUT_LIMIT)
+    hits = [(m["path"], int(m["line"])) for m in _HIT.finditer(capped)]
+    truncated = stopped or len(capped) < len(answer)
+    return ToolResult(capped, ResultKind.MATCHES, hits=hits, truncated=truncated)
 
 
 def _match_line(raw: bytes) -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ConfigError, ToolError
+from punie.records.tool_result import ErrorKind
 from punie.runtime.tools.fence import FenceError, Walked, kind_of, open_dir, walk
 from punie.runtime.tools.policy import control_path
 
@@ -91,7 +92,8 @@ class Workspace:
             if walked.name is None or (walked.st is not None and stat.S_ISDIR(walked.st.st_mode)):
                 raise ToolError(
                     f"{rel!r} is a directory, not a file: list it with run_command('ls {rel}') "
-                    "or search it with grep"
+                    "or search it with grep",
+                    ErrorKind.IS_DIRECTORY,
                 )
             if walked.st is None:
                 raise self._missing(path)
@@ -201,7 +203,8 @@ class Workspace:
     def _missing(self, path: str) -> ToolError:
         return ToolError(
             f"path {_short(path)!r} does not exist in the workspace root {str(self.root)!r}: "
-            "check the name, or list files with run_command('ls') or grep"
+            "check the name, or list files with run_command('ls') or grep",
+            ErrorKind.NOT_FOUND,
         )
 
 
