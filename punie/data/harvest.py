@@ -35,8 +35,8 @@ from punie.data.redact import Redactor
 from punie.errors import DataError
 from punie.records.conversation import Conversation, Message, Meta, ToolCall, write_conversations
 from punie.records.jsonl import iter_json_lines
+from punie.records.toolset import SYSTEM_PROMPT, code_tool_schemas
 from punie.records.trace import RunOutcome, read_traces
-from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
 from punie.runtime.tools import DEFAULT_OUTPUT_LIMIT, cap_output
 
 log = structlog.get_logger(__name__)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -25,8 +24,9 @@ from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
 from punie.records.task import TaskSpec
+from punie.records.toolset import tool_parameters
 from punie.records.trace import RunOutcome
-from punie.runtime.agent import AgentSettings, code_tool_schemas
+from punie.runtime.agent import AgentSettings
 from punie.runtime.guards import Budgets
 from punie.runtime.session import Session, open_session
 
@@ -122,11 +122,6 @@ async def run_tasks(
     return [o for o in outcomes if o is not None]
 
 
-def tool_schemas() -> dict[str, dict[str, Any]]:
-    """The code tools' parameter schemas by tool name, as the agent offers them."""
-    return {s["function"]["name"]: s["function"]["parameters"] for s in code_tool_schemas()}
-
-
 def evaluate_target(
     tasks: Sequence[TaskSpec],
     target: EvalTarget,
@@ -138,7 +133,7 @@ def evaluate_target(
     """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`."""
     trace_path = out_dir / target.label / "traces.jsonl"
     trace_path.unlink(missing_ok=True)
-    schemas = tool_schemas()
+    schemas = tool_parameters()
     scores: list[RunScore] = []
     bar = progress.add_task(target.label, total=len(tasks)) if progress is not None else None
     with open_session(

@@ -26,6 +26,7 @@ from pydantic_ai.settings import ModelSettings
 from punie.errors import ToolError
 from punie.records.profile import ModelProfile
 from punie.records.tool_result import ResultKind
+from punie.records.toolset import SYSTEM_PROMPT
 from punie.records.trace import ToolCallRecord
 from punie.runtime.recovery import RecoveringModel
 from punie.runtime.tools import (
@@ -41,12 +42,6 @@ from punie.runtime.tools import (
 from punie.runtime.tracker import Tracker
 
 log = structlog.get_logger(__name__)
-
-SYSTEM_PROMPT = (
-    "You are Punie, a coding assistant in a code repository. Use the tools to look at the code "
-    "before you answer; paths are relative to the repository root. Answer general questions "
-    "directly, without tools. When you have the answer, reply in plain text and stop."
-)
 
 
 @dataclass(frozen=True)
@@ -296,11 +291,9 @@ def code_tools(*, retries: int = 2) -> list[Tool[ToolDeps]]:
     ]
 
 
-def code_tool_schemas() -> list[dict[str, Any]]:
-    """The code tools as OpenAI function schemas, exactly as the agent offers them.
-
-    Training data uses these so the model learns the very tools it will be given.
-    """
+def derived_tool_schemas() -> list[dict[str, Any]]:
+    """The code tools as pydantic-ai derives their schemas from the functions (these must equal
+    `punie.records.toolset.CODE_TOOLS`, which training data uses; a test checks)."""
     schemas = []
     for tool in code_tools():
         definition = tool.tool_def

@@ -10,7 +10,7 @@ from punie.evaluation.checks import (
     normalize_path,
     standardize_string,
 )
-from punie.runtime.agent import code_tool_schemas
+from punie.records.toolset import code_tool_schemas
 
 SCHEMAS = {s["function"]["name"]: s["function"]["parameters"] for s in code_tool_schemas()}
 

@@ -11,7 +11,7 @@ from typing import Any
 from punie.data.generate.toolbox import Step
 from punie.records.conversation import Conversation, Message, Meta, ToolCall
 from punie.records.task import TaskCategory, TaskSpec
-from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.records.toolset import SYSTEM_PROMPT, code_tool_schemas
 
 
 @dataclass(frozen=True)
