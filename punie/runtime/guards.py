@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,12 +48,10 @@ class LoopDetector:
     repeat_limit: int
     _last: str | None = None
     _count: int = 0
-    history: list[str] = field(default_factory=list)
 
     def observe(self, name: str, arguments: dict[str, Any] | str | None) -> None:
         """Record one requested call; raise GuardTripped when it repeats too often in a row."""
         key = f"{name}:{_canonical(arguments)}"
-        self.history.append(key)
         self._count = self._count + 1 if key == self._last else 1
         self._last = key
         if self._count >= self.repeat_limit:

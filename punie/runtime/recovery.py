@@ -146,7 +146,7 @@ def repair_response(
     if data_calls:  # structured calls a server parsed out of echoed data
         parts, refused = _refuse_quoted(parts, data_calls)
     if tool_names and not any(isinstance(p, ToolCallPart) for p in parts):
-        parts, recovered, refused_text = _recover_calls(parts, tool_names, data_calls)
+        parts, recovered, refused_text = _recover_calls(parts, data_calls)
         refused += refused_text
 
     if not cut_any and not recovered and not refused:
@@ -191,7 +191,7 @@ def _args(part: ToolCallPart) -> object:
 
 
 def _recover_calls(
-    parts: list[ModelResponsePart], tool_names: set[str], data_calls: set[str]
+    parts: list[ModelResponsePart], data_calls: set[str]
 ) -> tuple[list[ModelResponsePart], int, int]:
     out: list[ModelResponsePart] = []
     calls: list[ToolCallPart] = []
