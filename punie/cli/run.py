@@ -33,7 +33,7 @@ def _show_tool_call(record: ToolCallRecord) -> None:
 
 
 def _show_response(exchange: ModelExchange) -> None:
-    if exchange.tool_calls and exchange.text.strip():
+    if exchange.tool_call_ids and exchange.text.strip():
         console.print(exchange.text.strip(), style="italic", markup=False, highlight=False)
 
 

@@ -130,7 +130,7 @@ def forgetting_check(
             ) as session:
                 outcomes = anyio.run(run_tasks, session, tasks, options)
             direct = [
-                o.status is RunStatus.ANSWERED and not any(e.tool_calls for e in o.exchanges)
+                o.status is RunStatus.ANSWERED and not o.tool_calls
                 for o in outcomes
             ]
             f1 = [

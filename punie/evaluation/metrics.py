@@ -92,22 +92,15 @@ class Metrics(BaseModel):
 
 def first_call(outcome: RunOutcome) -> tuple[str, dict[str, Any]] | None:
     """The run's first tool call as the model wrote it: (name, raw arguments), or None."""
-    for exchange in outcome.exchanges:
-        for call in exchange.tool_calls:
-            arguments = call.get("arguments")
-            return str(call.get("name")), dict(arguments) if isinstance(arguments, dict) else {}
+    for call in outcome.tool_calls:
+        return call.name, dict(call.arguments)
     return None
 
 
 def first_call_result(outcome: RunOutcome) -> str | None:
     """What the tool answered to the run's first call (None when it did not run or failed)."""
-    for exchange in outcome.exchanges:
-        if exchange.tool_calls:
-            name = exchange.tool_calls[0].get("name")
-            for record in outcome.tool_calls:
-                if record.step == exchange.step and record.name == name and record.executed:
-                    return record.result
-            return None
+    for call in outcome.tool_calls:
+        return call.result if call.executed else None
     return None
 
 
@@ -161,7 +154,7 @@ def score_run(
             executed_ok, executed_errors = executed.valid, list(executed.errors)
     missing = missing_facts(outcome.output, task.required_facts) if terminated else []
     answer_ok = terminated and not missing
-    after_end = run_overrun(outcome.exchanges, markers, counter)
+    after_end = run_overrun(outcome, markers, counter)
     clean = terminated and after_end == 0 and selection_ok and answer_ok
     return RunScore(
         run_id=outcome.run_id,
@@ -182,7 +175,7 @@ def score_run(
         executed_errors=executed_errors,
         missing_facts=missing if terminated else list(task.required_facts),
         turns=len(outcome.exchanges),
-        tool_calls=sum(len(e.tool_calls) for e in outcome.exchanges),
+        tool_calls=len(outcome.tool_calls),
         output_tokens=outcome.output_tokens,
         tokens_after_end=after_end,
         duration_s=outcome.duration_s,

@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from punie.records.trace import ModelExchange
+from punie.records.trace import ModelExchange, RunOutcome, ToolCallRecord
 
 log = structlog.get_logger(__name__)
 
@@ -73,22 +73,28 @@ def first_marker(text: str, markers: Sequence[str]) -> tuple[int, str] | None:
     return min(hits) if hits else None
 
 
-def reply_overrun(exchange: ModelExchange, markers: Sequence[str], counter: TokenCounter) -> int:
-    """Tokens generated after the end of the turn in one reply (see the module docstring)."""
+def reply_overrun(
+    exchange: ModelExchange,
+    markers: Sequence[str],
+    counter: TokenCounter,
+    calls: Sequence[ToolCallRecord] = (),
+) -> int:
+    """Tokens generated after the end of the turn in one reply (see the module docstring);
+    `calls` are the tool calls the reply asked for."""
     hit = first_marker(exchange.text, markers)
     if hit is not None:
         start, marker = hit
         return counter.count(exchange.text[start + len(marker) :])
     if exchange.cut_at_marker:
         kept = exchange.text + "".join(
-            json.dumps(call, sort_keys=True) for call in exchange.tool_calls
+            json.dumps({"arguments": c.arguments, "name": c.name}, sort_keys=True) for c in calls
         )
         return max(0, exchange.output_tokens - counter.count(kept) - 1)
     return 0
 
 
-def run_overrun(
-    exchanges: Sequence[ModelExchange], markers: Sequence[str], counter: TokenCounter
-) -> int:
+def run_overrun(outcome: RunOutcome, markers: Sequence[str], counter: TokenCounter) -> int:
     """Tokens generated after the end of the turn, summed over a run's replies."""
-    return sum(reply_overrun(e, markers, counter) for e in exchanges)
+    return sum(
+        reply_overrun(e, markers, counter, outcome.calls_of(e)) for e in outcome.exchanges
+    )

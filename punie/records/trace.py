@@ -34,7 +34,12 @@ class RunStatus(StrEnum):
 
 
 class ToolCallRecord(BaseModel):
-    """One tool call as it happened."""
+    """One tool call the model asked for, as it happened: the trace's one form of a call.
+
+    `arguments` are as the model wrote them (before pydantic-ai coerced `"3"` into 3), so the
+    evaluator scores the call the way BFCL does; a call the runtime never ran (a guard stopped
+    it, or its arguments were rejected) has `executed` False.
+    """
 
     step: int
     name: str
@@ -56,7 +61,8 @@ class ModelExchange(BaseModel):
 
     step: int
     text: str
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_call_ids: list[str] = Field(default_factory=list)
+    """The calls this response asked for (their records are in `RunOutcome.tool_calls`)."""
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
@@ -89,6 +95,11 @@ class RunOutcome(BaseModel):
     @property
     def answered(self) -> bool:
         return self.status is RunStatus.ANSWERED
+
+    def calls_of(self, exchange: ModelExchange) -> list[ToolCallRecord]:
+        """The tool calls one model response asked for, in its order."""
+        by_id = {c.tool_call_id: c for c in self.tool_calls}
+        return [by_id[i] for i in exchange.tool_call_ids if i in by_id]
 
 
 class TraceWriter:

@@ -179,12 +179,14 @@ def _record(
     deps = ctx.deps
     tracker = deps.tracker
     start = time.perf_counter()
-    record = ToolCallRecord(
+    # The runner recorded the call as the model wrote it; outside a run, record the typed call.
+    record = tracker.asked_call(ctx.tool_call_id) or ToolCallRecord(
         step=tracker.step,
         name=name,
         arguments={k: v for k, v in arguments.items() if v is not None},
         tool_call_id=ctx.tool_call_id,
     )
+    record.executed = True
     with deps.lock:
         deps.in_flight[id(record)] = record
     result: str | None = None

@@ -132,6 +132,9 @@ async def run_agent(
     if status is not RunStatus.ANSWERED:
         deps.commands.kill_all(reason or status.value)
         deps.flush_in_flight(reason or status.value)
+    for call in tracker.tool_calls:
+        if not call.executed and call.error is None:
+            call.error = "not run (rejected arguments, an unknown tool, or the run ended first)"
 
     outcome = RunOutcome(
         run_id=tracker.run_id,
@@ -175,7 +178,7 @@ def _inspect_response(
     exchange = ModelExchange(
         step=tracker.step + 1,
         text=text,
-        tool_calls=[{"name": c.tool_name, "arguments": c.args_as_dict()} for c in calls],
+        tool_call_ids=[c.tool_call_id for c in calls],
         input_tokens=response.usage.input_tokens or 0,
         output_tokens=response.usage.output_tokens or 0,
         finish_reason=response.finish_reason,
@@ -183,6 +186,15 @@ def _inspect_response(
         recovered_text_calls=int(repair.get("recovered_calls", 0)),
     )
     tracker.record_exchange(exchange)
+    for call in calls:
+        tracker.ask_for_call(
+            ToolCallRecord(
+                step=exchange.step,
+                name=call.tool_name,
+                arguments=call.args_as_dict(),
+                tool_call_id=call.tool_call_id,
+            )
+        )
     if hooks.on_response is not None:
         hooks.on_response(exchange)
     if response.finish_reason == "length" and not calls and not exchange.cut_at_marker:
@@ -197,16 +209,10 @@ def _inspect_response(
         try:
             loop.observe(call.tool_name, call.args_as_dict())
         except GuardTripped:
-            tracker.record_tool_call(
-                ToolCallRecord(
-                    step=tracker.step,
-                    name=call.tool_name,
-                    arguments=call.args_as_dict(),
-                    error="not run: the same call was repeated too often in a row",
-                    tool_call_id=call.tool_call_id,
-                    executed=False,
-                )
-            )
+            record = tracker.asked_call(call.tool_call_id)
+            if record is not None:
+                record.error = "not run: the same call was repeated too often in a row"
+                tracker.record_tool_call(record)
             raise
 
 

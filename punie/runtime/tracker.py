@@ -24,6 +24,7 @@ class Tracker:
         self.tool_calls: list[ToolCallRecord] = []
         self.exchanges: list[ModelExchange] = []
         self.listeners: list[Callable[[ToolCallRecord], None]] = []
+        self._asked: dict[str, ToolCallRecord] = {}
 
     @property
     def step(self) -> int:
@@ -33,8 +34,23 @@ class Tracker:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._t0
 
-    def record_tool_call(self, record: ToolCallRecord) -> None:
+    def ask_for_call(self, record: ToolCallRecord) -> None:
+        """A call the model's response asked for, recorded before it runs (or is refused)."""
+        record.executed = False
         self.tool_calls.append(record)
+        if record.tool_call_id is not None:
+            self._asked[record.tool_call_id] = record
+
+    def asked_call(self, tool_call_id: str | None) -> ToolCallRecord | None:
+        """The record of a call the model asked for, taken as the tool starts running it."""
+        return self._asked.pop(tool_call_id, None) if tool_call_id is not None else None
+
+    def record_tool_call(self, record: ToolCallRecord) -> None:
+        """A call that finished (or was stopped): listeners and the log hear of it."""
+        if not any(r is record for r in self.tool_calls):
+            self.tool_calls.append(record)
+        if record.tool_call_id is not None:
+            self._asked.pop(record.tool_call_id, None)
         for listener in self.listeners:
             listener(record)
         log.info(
@@ -51,6 +67,6 @@ class Tracker:
             "model_response",
             step=exchange.step,
             output_tokens=exchange.output_tokens,
-            tool_calls=len(exchange.tool_calls),
+            tool_calls=len(exchange.tool_call_ids),
             cut=exchange.cut_at_marker,
         )

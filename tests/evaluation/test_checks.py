@@ -10,9 +10,9 @@ from punie.evaluation.checks import (
     normalize_path,
     standardize_string,
 )
-from punie.records.toolset import code_tool_schemas
+from punie.records.toolset import tool_parameters
 
-SCHEMAS = {s["function"]["name"]: s["function"]["parameters"] for s in code_tool_schemas()}
+SCHEMAS = tool_parameters()
 
 
 def _read(arguments, expected, optional=()):
