@@ -31,7 +31,7 @@ from pydantic_ai.messages import (
 
 from punie.agent import AgentSettings, ToolDeps, create_agent
 from punie.guards import Budgets, GuardTripped, LoopDetector, RunStatus, find_degenerate_repeat
-from punie.profiles import ModelProfile, resolve_profile
+from punie.profiles import ModelProfile, resolve_profile, resolve_served_profile
 from punie.reply_recovery import response_repair
 from punie.tracker import ModelExchange, RunOutcome, ToolCallRecord, TraceWriter
 
@@ -222,7 +222,7 @@ def run_question(
     trace = TraceWriter(trace_path or default_trace_path())
     if base_url is not None:
         name = model or "default_model"
-        profile = resolve_profile(name, stop_override=stop)
+        profile = resolve_served_profile(base_url, model, stop_override=stop)
         agent = create_agent(profile, base_url=base_url, model=name, settings=settings)
         target = RunTarget(model=name, profile=profile, base_url=base_url)
         return anyio.run(_run_once, agent, question, deps, target, budgets, trace, hooks)

@@ -23,18 +23,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from punie.agent import AgentSettings, ToolDeps, code_tool_schemas, create_agent
 from punie.data.tasks import TaskSpec
-from punie.errors import ConfigError
+from punie.errors import ConfigError, ServerError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
-from punie.guards import Budgets
+from punie.guards import Budgets, RunStatus
 from punie.profiles import ModelProfile, resolve_profile
 from punie.runner import RunTarget, run_agent
+from punie.server import RunningServer
 from punie.tracker import RunOutcome, TraceWriter
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_BUDGETS = Budgets(max_requests=6, max_tool_calls=8, max_output_tokens=2048, max_seconds=180)
+_WATCH_S = 0.5
+_DEATH_SETTLE_S = 2.0
 _COPY_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.pyc", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"
 )
@@ -91,9 +94,18 @@ def target_profile(target: EvalTarget) -> tuple[ModelProfile, Path | None]:
     return profile, folder
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a target's model answers; `server` is set when this evaluation started it."""
+
+    base_url: str
+    request_model: str
+    server: RunningServer | None = None
+
+
 @contextmanager
-def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[str, str]]:
-    """(base_url, request model name) for the target, serving it for the duration if needed."""
+def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[Endpoint]:
+    """The target's endpoint, serving its model for the duration if needed."""
     if target.base_url is not None:
         if target.adapter is not None:
             raise ConfigError(
@@ -103,13 +115,13 @@ def target_endpoint(target: EvalTarget, folder: Path | None) -> Iterator[tuple[s
         from punie.server import DEFAULT_MODEL_NAME
 
         name = DEFAULT_MODEL_NAME if folder is not None else str(target.model or DEFAULT_MODEL_NAME)
-        yield target.base_url, name
+        yield Endpoint(target.base_url, name)
         return
     from punie.server import serve_model
 
     served = folder if folder is not None else str(target.model)
     with serve_model(served, adapter=target.adapter) as server:
-        yield server.base_url, server.request_model
+        yield Endpoint(server.base_url, server.request_model, server)
 
 
 async def _copy_repo(repo: Path) -> Path:
@@ -131,10 +143,14 @@ async def run_tasks(
     trace_path: Path,
     options: EvalOptions,
     on_done: Callable[[TaskSpec, RunOutcome], None] | None = None,
+    server: RunningServer | None = None,
 ) -> list[RunOutcome]:
     """Run every task against one OpenAI-compatible server, at most `options.concurrency` at once.
 
-    Returns the outcomes in task order; every run is appended to `trace_path`.
+    Returns the outcomes in task order; every run is appended to `trace_path`. With `server`
+    (one this process started), a server that dies or exceeds its memory bound stops the
+    evaluation with a ServerError: the runs it spoiled are neither traced nor scored, those
+    finished before are kept.
     """
     agent = create_agent(
         profile, base_url=base_url, model=request_model, settings=options.agent_settings()
@@ -143,6 +159,7 @@ async def run_tasks(
     trace = TraceWriter(trace_path)
     limiter = anyio.CapacityLimiter(max(1, options.concurrency))
     outcomes: list[RunOutcome | None] = [None] * len(tasks)
+    failure: list[str] = []
 
     async def one(index: int, task: TaskSpec) -> None:
         async with limiter:
@@ -156,9 +173,18 @@ async def run_tasks(
                     budgets=options.budgets,
                 )
             finally:
-                await anyio.to_thread.run_sync(
-                    partial(shutil.rmtree, workspace.parent, ignore_errors=True)
-                )
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(
+                        partial(shutil.rmtree, workspace.parent, ignore_errors=True)
+                    )
+        if server is not None:
+            # A dropped connection shows a moment before the dead server is reaped.
+            settle = _DEATH_SETTLE_S if outcome.status is RunStatus.MODEL_ERROR else 0.0
+            line = await anyio.to_thread.run_sync(server.failure, settle)
+            if line is not None:
+                failure.append(line)
+                watch_group.cancel_scope.cancel()
+                return
         # The trace names the task's repository, not the throwaway copy the run worked in, so
         # harvested runs keep their repository (splits are made by repository).
         outcome = outcome.model_copy(update={"repo": task.repo})
@@ -168,10 +194,27 @@ async def run_tasks(
         if on_done is not None:
             on_done(task, outcome)
 
-    async with anyio.create_task_group() as group:
-        for index, task in enumerate(tasks):
-            group.start_soon(one, index, task)
-    return [o for o in outcomes if o is not None]
+    async def watch() -> None:
+        assert server is not None
+        while (line := server.failure()) is None:
+            await anyio.sleep(_WATCH_S)
+        failure.append(line)
+        watch_group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as watch_group:
+        if server is not None:
+            watch_group.start_soon(watch)
+        async with anyio.create_task_group() as group:
+            for index, task in enumerate(tasks):
+                group.start_soon(one, index, task)
+        watch_group.cancel_scope.cancel()
+    done = [o for o in outcomes if o is not None]
+    if failure:
+        raise ServerError(
+            f"{failure[0]}; {len(done)} of {len(tasks)} runs finished before and were kept in "
+            f"{trace_path}"
+        )
+    return done
 
 
 def tool_schemas() -> dict[str, dict[str, Any]]:
@@ -212,20 +255,24 @@ def evaluate_target(
             progress.advance(bar)
 
     name = str(folder) if folder is not None else str(target.model)
-    with target_endpoint(target, folder) as (base_url, request_model):
-        anyio.run(
-            partial(
-                run_tasks,
-                tasks,
-                base_url=base_url,
-                request_model=request_model,
-                profile=profile,
-                target_name=name,
-                trace_path=trace_path,
-                options=options,
-                on_done=done,
+    with target_endpoint(target, folder) as endpoint:
+        try:
+            anyio.run(
+                partial(
+                    run_tasks,
+                    tasks,
+                    base_url=endpoint.base_url,
+                    request_model=endpoint.request_model,
+                    profile=profile,
+                    target_name=name,
+                    trace_path=trace_path,
+                    options=options,
+                    on_done=done,
+                    server=endpoint.server,
+                )
             )
-        )
+        except ServerError as exc:
+            raise ServerError(f"evaluating {target.label!r} failed: {exc}") from None
     order = {task.id: i for i, task in enumerate(tasks)}
     scores.sort(key=lambda s: order[s.task_id])
     info = TargetInfo(
