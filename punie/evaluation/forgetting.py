@@ -125,13 +125,14 @@ def forgetting_check(
                 loss = held_out_loss(
                     folder, conversations_path, adapter=target.adapter, limit=limit
                 )
-            with target_endpoint(target, folder) as (base_url, request_model):
+            with target_endpoint(target, folder) as endpoint:
                 outcomes = anyio.run(
                     partial(
                         run_tasks,
                         tasks,
-                        base_url=base_url,
-                        request_model=request_model,
+                        base_url=endpoint.base_url,
+                        request_model=endpoint.request_model,
+                        server=endpoint.server,
                         profile=profile,
                         target_name=str(folder or target.model),
                         trace_path=Path(out_dir) / target.label / "forgetting_traces.jsonl",
