@@ -229,7 +229,7 @@ def test_punie_serve_stays_up_until_interrupted(
     )
     try:
         assert cli.stdout is not None
-        shown = _read_until(cli.stdout, "server log:", timeout_s=180)
+        shown = _read_until(cli.stdout, "run with:", timeout_s=180)
         fields = dict(line.split(":", 1) for line in shown.splitlines() if ":" in line)
         base_url = fields["base URL"].strip()
         server_pid = int(fields["server pid"].strip())
