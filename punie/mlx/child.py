@@ -91,7 +91,7 @@ class MemoryPolicy:
 
 
 def format_bytes(count: int | None) -> str:
-    """`1.2 GB`, `340 MB`; `unknown` for None."""
+    """`1.2 GB`, `340 MB`; `unknown` for None (a child that ended before it was sampled)."""
     if count is None:
         return "unknown"
     return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
@@ -140,7 +140,7 @@ class MlxChild:
         where = f"log: {self.log_path}" if self.log_path else "its output is above"
         return (
             f"the {self.name} (pid {self.pid}) {what}; peak RSS "
-            f"{format_bytes(self.peak_rss_bytes)}; {where}"
+            f"{format_bytes(self.peak_rss_bytes or None)}; {where}"
         )
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
