@@ -95,7 +95,9 @@ def _conversation(
                 ],
             }
         )
-        lines = rng.randint(3, 60)
+        # Tool results as the eval sees them: mostly short, some whole files (the cap is 16k
+        # characters): batched sequences of very different lengths.
+        lines = rng.choice([4, 12, 40, 300])
         result = "\n".join(f"pkg/mod{i}.py:{i}: def area(self): return {i}" for i in range(lines))
         messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
     return done
@@ -120,6 +122,15 @@ def _mlx_stats(log_path: Path) -> dict[str, int]:
             for key, value in json.loads(line.split(" ", 1)[1]).items():
                 peak[key] = max(peak.get(key, 0), value)
     return peak
+
+
+def _last_stats(log_path: Path) -> dict[str, int]:
+    lines = [
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if line.startswith("punie-mlx-stats ")
+    ]
+    return json.loads(lines[-1].split(" ", 1)[1]) if lines else {}
 
 
 def run_setting(setting: Setting, model: Path, adapters: dict[str, Path], requests: int) -> dict:
@@ -156,14 +167,19 @@ def run_setting(setting: Setting, model: Path, adapters: dict[str, Path], reques
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
+        time.sleep(3.0)  # idle: what is left is held, not in flight
+        end_rss = _status_kb(server.pid).get("VmRSS", 0)
         stats = _mlx_stats(server.log_path) if server.log_path else {}
+        last = _last_stats(server.log_path) if server.log_path else {}
     return {
         "setting": setting.label,
         "requests": sum(answered),
         "seconds": round(elapsed),
         "peak_rss_mb": peak["VmRSS"] // 1024,
         "peak_anon_mb": peak["RssAnon"] // 1024,
-        "mlx_active_mb": stats.get("mlx_active", 0) // MB,
+        "idle_rss_mb": end_rss // 1024,
+        "idle_active_mb": last.get("mlx_active", 0) // MB,
+        "peak_active_mb": stats.get("mlx_active", 0) // MB,
         "mlx_cache_mb": stats.get("mlx_cache", 0) // MB,
         "prompt_cache_mb": stats.get("prompt_cache_bytes", 0) // MB,
         "errors": len(errors),
@@ -209,7 +225,8 @@ def main() -> None:
         print(f"BLAS: {choose_blas().name}; CPU: {_cpu()}; {args.requests} requests per setting")
         print(f"default = {bounded}")
         header = ("setting", "requests", "seconds", "peak_rss_mb", "peak_anon_mb",
-                  "mlx_active_mb", "mlx_cache_mb", "prompt_cache_mb", "errors")  # fmt: skip
+                  "peak_active_mb", "idle_rss_mb", "idle_active_mb", "mlx_cache_mb",
+                  "prompt_cache_mb", "errors")  # fmt: skip
         print(" | ".join(header))
         for setting in settings:
             row = run_setting(setting, model, adapters, args.requests)
