@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import shlex
 import shutil
@@ -55,6 +56,13 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline and (entry / "stat").read_text().split()[2] != "Z":
             found.append(int(entry.name))
     return found
+
+
+def _remove_kept_log(message: str) -> None:
+    """The log a failed server keeps and its error names: it must be there; then removed."""
+    log_path = Path(re.search(r"log: (/\S+?\.log)", message).group(1))
+    assert log_path.is_file(), message
+    shutil.rmtree(log_path.parent)
 
 
 def _chat(server: RunningServer, model: str | None = None, max_tokens: int = 16) -> dict:
@@ -136,9 +144,7 @@ def test_unloadable_model_fails_fast_with_the_server_log(tmp_path: Path) -> None
     assert "No safetensors found" in message  # the server's own error, from its log
     assert '"GET /health' not in message  # access-log noise is left out
     assert not _processes_mentioning(str(bad))
-    log_path = Path(message.split("full log: ")[1].split(". Last log lines")[0])
-    assert log_path.is_file()  # kept: the error names it
-    shutil.rmtree(log_path.parent)
+    _remove_kept_log(message)
 
 
 @pytest.mark.slow
@@ -184,6 +190,7 @@ def test_adapter_that_does_not_fit_the_model_fails_with_the_log(
         pass
     assert str(adapter) in str(caught.value)
     assert not _processes_mentioning(str(adapter))
+    _remove_kept_log(str(caught.value))
 
 
 def test_adapter_folder_without_config_is_refused(tmp_path: Path) -> None:
@@ -280,9 +287,7 @@ def test_a_server_past_its_memory_bound_fails_with_one_clear_line(embedded_model
     first = str(caught.value).splitlines()[0]
     assert "the mlx-lm server (pid " in first
     assert "exceeded its memory bound of 157 MB and was killed; peak RSS " in first
-    log_path = Path(first.split("log: ")[1].split(".log")[0] + ".log")
-    assert log_path.is_file()
-    shutil.rmtree(log_path.parent)
+    _remove_kept_log(first)
 
 
 SERVING_PARENT = """

@@ -95,9 +95,9 @@ def _conversation(
                 ],
             }
         )
-        # Tool results as the eval sees them: mostly short, some whole files (the cap is 16k
-        # characters): batched sequences of very different lengths.
-        lines = rng.choice([4, 12, 40, 300])
+        # Tool results as the eval sees them: mostly short, some a whole file: batched
+        # sequences of very different lengths.
+        lines = rng.choice([4, 12, 40, 120])
         result = "\n".join(f"pkg/mod{i}.py:{i}: def area(self): return {i}" for i in range(lines))
         messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
     return done
@@ -144,14 +144,14 @@ def run_setting(setting: Setting, model: Path, adapters: dict[str, Path], reques
 
         def client(index: int) -> None:
             rng = random.Random(index)
-            with httpx.Client(timeout=300) as http:
+            with httpx.Client(timeout=1200) as http:
                 while left[0] > 0:
                     try:
                         answered[index] += _conversation(
                             http, server.base_url, server.request_model, rng, left
                         )
                     except httpx.HTTPError as exc:
-                        errors.append(str(exc))
+                        errors.append(f"{type(exc).__name__}: {exc}")
                         return
 
         threads = [threading.Thread(target=client, args=(i,)) for i in range(setting.concurrency)]
@@ -182,7 +182,7 @@ def run_setting(setting: Setting, model: Path, adapters: dict[str, Path], reques
         "peak_active_mb": stats.get("mlx_active", 0) // MB,
         "mlx_cache_mb": stats.get("mlx_cache", 0) // MB,
         "prompt_cache_mb": stats.get("prompt_cache_bytes", 0) // MB,
-        "errors": len(errors),
+        "errors": len(errors) if not errors else f"{len(errors)} ({errors[0]})",
     }
 
 

@@ -112,12 +112,14 @@ PARENT = textwrap.dedent(
 )
 
 
-def _parent(mode: str) -> tuple[subprocess.Popen[str], int]:
+def _parent(mode: str, tmp: Path) -> tuple[subprocess.Popen[str], int]:
+    # The child's folder goes under `tmp`: a parent that dies cannot remove it.
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT.format(here=str(HERE)), mode],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     assert parent.stdout is not None
     try:
@@ -131,8 +133,8 @@ def _parent(mode: str) -> tuple[subprocess.Popen[str], int]:
 
 @linux_only
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "crash"])
-def test_the_child_dies_with_its_parent(how: str) -> None:
-    parent, child = _parent("crash" if how == "crash" else "plain")
+def test_the_child_dies_with_its_parent(how: str, tmp_path: Path) -> None:
+    parent, child = _parent("crash" if how == "crash" else "plain", tmp_path)
     try:
         assert _poll(lambda: _alive(child), 10)
         if how != "crash":
@@ -148,8 +150,10 @@ def test_the_child_dies_with_its_parent(how: str) -> None:
 
 
 @linux_only
-def test_a_child_started_from_a_finished_thread_lives_until_the_parent_dies() -> None:
-    parent, child = _parent("thread")
+def test_a_child_started_from_a_finished_thread_lives_until_the_parent_dies(
+    tmp_path: Path,
+) -> None:
+    parent, child = _parent("thread", tmp_path)
     try:
         time.sleep(2.0)  # longer than the watchdog's period
         assert _alive(child), "the child died with the thread that started it"
