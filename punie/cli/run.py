@@ -79,7 +79,10 @@ def run_command(
         None, "--base-url", help="An OpenAI-compatible server; none: serve the embedded model."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model name sent to --base-url, or a local model folder to serve."
+        None,
+        "--model",
+        help="Model name sent to --base-url (default: default_model; the profile comes from the "
+        "folder the server lists in GET /models), or a local model folder to serve.",
     ),
     stop: list[str] | None = typer.Option(
         None, "--stop", help="Stop sequence (repeatable); overrides the model's profile."

@@ -22,8 +22,14 @@ def _show(server: RunningServer) -> None:
     console.print(f"BLAS:          {server.blas.name}", highlight=False)
     console.print(f"server pid:    {server.pid}", highlight=False)
     console.print(f"server log:    {server.log_path}", highlight=False)
+    console.print(f"run with:      {run_line(server)}", highlight=False, soft_wrap=True)
     console.print("Press Ctrl-C to stop.", style="dim")
     console.file.flush()
+
+
+def run_line(server: RunningServer) -> str:
+    """The `punie run` command that asks this server (its profile comes from GET /models)."""
+    return f"punie run --base-url {server.base_url} --repo . 'your question'"
 
 
 @app.command("serve")

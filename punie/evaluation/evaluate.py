@@ -19,18 +19,21 @@ import anyio
 import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from punie.errors import ConfigError
+from punie.errors import ConfigError, ServerError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
 from punie.records.task import TaskSpec
 from punie.records.toolset import tool_parameters
-from punie.records.trace import RunOutcome
+from punie.records.trace import RunOutcome, RunStatus
 from punie.runtime.agent import AgentSettings
 from punie.runtime.guards import Budgets
 from punie.runtime.session import Session, open_session
 
 log = structlog.get_logger(__name__)
+
+_WATCH_S = 0.5
+_DEATH_SETTLE_S = 2.0
 
 # The model's budgets are requests, tool calls and tokens, so a slower machine gives the same
 # scores; wall-clock time is only a generous safety net, and a run it ends is `timed_out`.
@@ -93,10 +96,14 @@ async def run_tasks(
 
     Returns the outcomes in task order. Each run works in a throwaway copy of its task's
     repository and is traced by the session (under the task's repository), also when Ctrl-C
-    cuts the evaluation short.
+    cuts the evaluation short. When the session started its server, a server that dies or
+    exceeds its memory bound stops the evaluation with a ServerError: the runs it spoiled are
+    traced as they ended but never scored, those finished before are kept.
     """
+    server = session.endpoint.server
     limiter = anyio.CapacityLimiter(max(1, options.concurrency))
     outcomes: list[RunOutcome | None] = [None] * len(tasks)
+    failure: list[str] = []
 
     async def one(index: int, task: TaskSpec) -> None:
         async with limiter:
@@ -108,18 +115,45 @@ async def run_tasks(
                     task.question, workspace, budgets=options.budgets, trace_repo=task.repo
                 )
             finally:
-                await anyio.to_thread.run_sync(
-                    partial(shutil.rmtree, workspace.parent, ignore_errors=True)
-                )
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(
+                        partial(shutil.rmtree, workspace.parent, ignore_errors=True)
+                    )
+        if server is not None:
+            # A dropped connection shows a moment before the dead server is reaped.
+            settle = _DEATH_SETTLE_S if outcome.status is RunStatus.MODEL_ERROR else 0.0
+            line = await anyio.to_thread.run_sync(server.failure, settle)
+            if line is not None:
+                failure.append(line)
+                watch_group.cancel_scope.cancel()
+                return
         outcomes[index] = outcome
         log.info("eval_task_done", task_id=task.id, status=outcome.status.value)
         if on_done is not None:
             on_done(task, outcome)
 
-    async with anyio.create_task_group() as group:
-        for index, task in enumerate(tasks):
-            group.start_soon(one, index, task)
-    return [o for o in outcomes if o is not None]
+    async def watch() -> None:
+        assert server is not None
+        while (line := server.failure()) is None:
+            await anyio.sleep(_WATCH_S)
+        failure.append(line)
+        watch_group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as watch_group:
+        if server is not None:
+            watch_group.start_soon(watch)
+        async with anyio.create_task_group() as group:
+            for index, task in enumerate(tasks):
+                group.start_soon(one, index, task)
+        watch_group.cancel_scope.cancel()
+    done = [o for o in outcomes if o is not None]
+    if failure:
+        where = session.trace.path if session.trace is not None else "the traces"
+        raise ServerError(
+            f"{failure[0]}; {len(done)} of {len(tasks)} runs finished before and were kept in "
+            f"{where}"
+        )
+    return done
 
 
 def evaluate_target(
@@ -161,7 +195,10 @@ def evaluate_target(
             if progress is not None and bar is not None:
                 progress.advance(bar)
 
-        anyio.run(run_tasks, session, tasks, options, done)
+        try:
+            anyio.run(run_tasks, session, tasks, options, done)
+        except ServerError as exc:
+            raise ServerError(f"evaluating {target.label!r} failed: {exc}") from None
     name = session.target.model
     order = {task.id: i for i, task in enumerate(tasks)}
     scores.sort(key=lambda s: order[s.task_id])

@@ -129,10 +129,7 @@ def forgetting_check(
                 trace_path=Path(out_dir) / target.label / "forgetting_traces.jsonl",
             ) as session:
                 outcomes = anyio.run(run_tasks, session, tasks, options)
-            direct = [
-                o.status is RunStatus.ANSWERED and not o.tool_calls
-                for o in outcomes
-            ]
+            direct = [o.status is RunStatus.ANSWERED and not o.tool_calls for o in outcomes]
             f1 = [
                 token_f1(o.output or "", reference) if ok else 0.0
                 for o, ok, (_, reference) in zip(outcomes, direct, pairs, strict=True)

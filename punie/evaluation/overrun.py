@@ -95,6 +95,4 @@ def reply_overrun(
 
 def run_overrun(outcome: RunOutcome, markers: Sequence[str], counter: TokenCounter) -> int:
     """Tokens generated after the end of the turn, summed over a run's replies."""
-    return sum(
-        reply_overrun(e, markers, counter, outcome.calls_of(e)) for e in outcome.exchanges
-    )
+    return sum(reply_overrun(e, markers, counter, outcome.calls_of(e)) for e in outcome.exchanges)

@@ -19,7 +19,7 @@ import structlog
 from pydantic import BaseModel
 from rich.console import Console
 
-from punie.errors import ConfigError
+from punie.errors import ConfigError, PunieError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -50,7 +50,9 @@ class Stages:
     ) -> dict[str, Any]:
         """Build stage `name` into its folder unless a previous build had the same inputs.
 
-        `build(folder)` returns a JSON-able summary; it is stored and returned on reuse.
+        `build(folder)` returns a JSON-able summary; it is stored and returned on reuse. A build
+        that fails with a PunieError fails the stage: the error is raised again naming the stage,
+        and nothing is stored, so the next run builds it again.
         """
         folder = self.workdir / name
         stamp = folder / _STAGE_FILE
@@ -66,7 +68,11 @@ class Stages:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.console.rule(f"[bold]{name}")
-        summary = build(folder)
+        try:
+            summary = build(folder)
+        except PunieError as exc:
+            log.error("stage_failed", stage=name, folder=str(folder), error=str(exc))
+            raise type(exc)(f"stage {name!r} failed: {exc}") from None
         stamp.write_text(
             json.dumps({"fingerprint": key, "inputs": inputs, "summary": summary}, default=str)
         )

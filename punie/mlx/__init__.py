@@ -1,7 +1,8 @@
-"""Local models: GGUF import into mlx-lm folders, the chat template with tools, the embedded model.
+"""Everything that runs MLX: the one launcher of MLX children (`child`, `entry`), the mlx-lm
+server and its patched main (`server`, `serve`), the BLAS choice (`blas`), GGUF import, the
+embedded model, adapters, and training (`train/`).
 
-Names are loaded lazily, so importing a light submodule (e.g. `punie.mlx.blas`) does not
-import MLX.
+Names are loaded lazily, so importing a light submodule does not import MLX.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ _EXPORTS = {
     "embedded_model_dir": "punie.mlx.embedded",
     "TOOLS_CHAT_TEMPLATE": "punie.mlx.chat_template",
     "import_gguf": "punie.mlx.gguf_import",
+    "ChildError": "punie.mlx.child",
+    "MemoryPolicy": "punie.mlx.child",
+    "MlxChild": "punie.mlx.child",
+    "call": "punie.mlx.child",
+    "run_main": "punie.mlx.child",
+    "start": "punie.mlx.child",
 }
 
 __all__ = sorted(_EXPORTS)

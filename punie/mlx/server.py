@@ -1,13 +1,20 @@
 """The mlx-lm server lifecycle: start `mlx_lm server` as a child, wait until it answers, stop it.
 
 `serve_model` is the one way Punie runs a local model server (the CLI, the trainer, the
-evaluator and the integration tests all use it). The child runs in its own process group with a
-fast BLAS preloaded on Linux CPU, logs to a file, and the whole group is stopped on exit.
+evaluator and the integration tests all use it). The server is an MLX child
+(`punie.mlx.child`): fast BLAS, its own process group, dead with its parent however the parent
+ends, its RSS watched against a bound, its log removed after a clean stop and kept on failure.
+
+Memory: mlx-lm 0.32's server stores each finished request's KV cache unevaluated, so it pins
+the whole batch's KV buffers; under concurrent requests memory grows with every request
+(`punie.mlx.serve` has the cause and the fix). The server runs with that fix, a bounded prompt
+cache, a capped MLX buffer cache, and an RSS bound (`ServerMemory`);
+`tools/bench/server_memory.py` measures them side by side.
 
 mlx-lm 0.32 trap: `--adapter-path` is applied only to requests whose `model` is
 `"default_model"`; a request that names the model's path makes the server load that path again
 *without* the adapter, silently. GET /v1/models lists the resolved model path (not
-"default_model"), so a client must not pick its model name from there: send
+"default_model"), so a client must not pick its request model name from there: send
 `RunningServer.request_model`, which works with and without an adapter.
 """
 
@@ -15,13 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
-import re
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,15 +37,17 @@ import huggingface_hub.constants
 import structlog
 
 from punie.errors import ServerError
-from punie.mlx.blas import BlasChoice, child_env, choose_blas
+from punie.mlx.blas import BlasChoice
+from punie.mlx.child import MB, MemoryPolicy, MlxChild, start
+from punie.mlx.child import log_tail as log_tail
+from punie.mlx.serve import PROMPT_CACHE_BYTES_ENV
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_MODEL_NAME = "default_model"
+SERVER_NAME = "mlx-lm server"
+DEFAULT_PROMPT_CACHE_BYTES = 256 * MB
 _POLL_INTERVAL_S = 0.25
-_STOP_GRACE_S = 10.0
-_LOG_TAIL_LINES = 25
-_ACCESS_LOG = re.compile(r'\] "(GET|POST|OPTIONS) \S+ HTTP/[\d.]+" \d{3}')
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,52 @@ class RunningServer:
     pid: int
     blas: BlasChoice
     log_path: Path | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    child: MlxChild | None = field(default=None, repr=False, compare=False)
 
     @property
     def port(self) -> int:
         """The TCP port the server listens on."""
         return int(httpx.URL(self.base_url).port or 80)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.child.process if self.child is not None else None
+
+    def failure(self, settle_s: float = 0.0) -> str | None:
+        """One line when the server has died or exceeded its memory bound, else None.
+
+        `settle_s`: how long to wait for a dying server's exit to show (a client sees the
+        connection drop a moment before the process is reaped).
+        """
+        if self.child is None:
+            return None
+        if settle_s > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.child.wait(timeout=settle_s)
+        return self.child.failure()
+
+    def check(self, settle_s: float = 0.0) -> None:
+        """Raise ServerError (what died, its peak memory, its log) if the server is not up."""
+        line = self.failure(settle_s)
+        if line is not None:
+            raise ServerError(f"{line}. Last log lines:\n{self.child.log_tail(8)}")
+
+
+@dataclass(frozen=True)
+class ServerMemory:
+    """The server's memory bounds: the child's MLX limits and RSS bound, mlx-lm's prompt cache
+    (`--prompt-cache-bytes`; None: mlx-lm's default of 10 entries of any size), and whether
+    the server runs with Punie's fix for prompt-cache entries that pin batch buffers
+    (`punie.mlx.serve`; False: plain `mlx_lm.server`)."""
+
+    child: MemoryPolicy = field(default_factory=MemoryPolicy)
+    prompt_cache_bytes: int | None = DEFAULT_PROMPT_CACHE_BYTES
+    fixed: bool = True
+
+    @classmethod
+    def unbounded(cls) -> ServerMemory:
+        """Plain mlx-lm with MLX's defaults, unwatched (to reproduce the growth)."""
+        return cls(child=MemoryPolicy.unbounded(), prompt_cache_bytes=None, fixed=False)
 
 
 @contextmanager
@@ -74,54 +119,47 @@ def serve_model(
     fast_blas: bool = True,
     startup_timeout_s: float = 180.0,
     extra_args: Sequence[str] = (),
+    memory: ServerMemory | None = None,
+    stats_every_s: float | None = None,
 ) -> Iterator[RunningServer]:
-    """Run `python -m mlx_lm server` on `model` (a local folder or a Hugging Face id) until exit.
+    """Run `mlx_lm server` on `model` (a local folder or a Hugging Face id) until exit.
 
     Ready means the server answered a one-token completion with the model (and adapter) loaded.
     On exit, also on an exception or Ctrl-C, the server's whole process group is stopped
-    (SIGTERM, SIGKILL after a grace period) and reaped. Raises ServerError when the port is
-    taken, or when the server exits or does not answer within `startup_timeout_s` (the message
-    holds its last log lines).
+    (SIGTERM, SIGKILL after a grace period) and reaped; its log is removed unless it failed.
+    Raises ServerError when the port is taken, or when the server exits or does not answer
+    within `startup_timeout_s` (the message holds its last log lines).
     """
     model_arg = _model_argument(model)
     adapter = _adapter_argument(adapter)
+    memory = memory or ServerMemory()
     if port is None:
         port = _free_port(host)
     else:
         _check_port_free(host, port)
-    blas = choose_blas(enabled=fast_blas)
     # mlx-lm's GET /v1/models scans the Hugging Face cache and crashes mid-response when that
     # folder does not exist yet (a fresh machine); huggingface_hub would create it on a download.
     Path(huggingface_hub.constants.HF_HUB_CACHE).mkdir(parents=True, exist_ok=True)
-    log_dir = Path(tempfile.mkdtemp(prefix="punie-server-"))
-    log_path = log_dir / "mlx_lm_server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "mlx_lm",
-        "server",
-        "--model",
-        model_arg,
-        "--host",
-        host,
-        "--port",
-        str(port),
+    args = [
+        "--model", model_arg, "--host", host, "--port", str(port),
         *(["--adapter-path", str(adapter)] if adapter is not None else []),
+        *(["--prompt-cache-bytes", str(memory.prompt_cache_bytes)]
+          if memory.prompt_cache_bytes is not None else []),
         *extra_args,
-    ]
-    env = child_env(blas)
-    env["PYTHONUNBUFFERED"] = "1"
-    with log_path.open("wb") as log_file:
-        # A session of its own: Ctrl-C in the terminal reaches Punie, not the server, and the
-        # whole group (the server and anything it spawns) can be stopped with one signal.
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    ]  # fmt: skip
+    extra_env = {}
+    if memory.fixed and memory.prompt_cache_bytes is not None:
+        extra_env[PROMPT_CACHE_BYTES_ENV] = str(memory.prompt_cache_bytes)
+    child = start(
+        SERVER_NAME,
+        ["main", "punie.mlx.serve:main" if memory.fixed else "mlx_lm.server:main", *args],
+        fast_blas=fast_blas,
+        memory=memory.child,
+        stats_every_s=stats_every_s,
+        extra_env=extra_env,
+    )
+    assert child.log_path is not None
+    keep_log = False
     try:
         base_url = f"http://{_url_host(host)}:{port}/v1"
         log.info(
@@ -129,33 +167,36 @@ def serve_model(
             model=model_arg,
             adapter=str(adapter) if adapter else None,
             port=port,
-            pid=process.pid,
-            blas=blas.name,
-            blas_library=str(blas.library) if blas.library else None,
-            log_path=str(log_path),
+            pid=child.pid,
+            blas=child.blas.name,
+            log_path=str(child.log_path),
         )
         started = time.monotonic()
-        _wait_until_ready(
-            process,
-            base_url=base_url,
-            port=port,
-            model=model_arg,
-            log_path=log_path,
-            deadline=started + startup_timeout_s,
-        )
+        try:
+            _wait_until_ready(
+                child,
+                base_url=base_url,
+                port=port,
+                model=model_arg,
+                deadline=started + startup_timeout_s,
+            )
+        except ServerError:
+            keep_log = True
+            raise
         log.info("server_ready", base_url=base_url, seconds=round(time.monotonic() - started, 2))
-        yield RunningServer(
+        server = RunningServer(
             base_url=base_url,
             request_model=DEFAULT_MODEL_NAME,
             model=model_arg,
             adapter=adapter,
-            pid=process.pid,
-            blas=blas,
-            log_path=log_path,
-            process=process,
+            pid=child.pid,
+            blas=child.blas,
+            log_path=child.log_path,
+            child=child,
         )
+        yield server
     finally:
-        stop_process_group(process)
+        child.close(keep_log=True if keep_log else None)
 
 
 def serve_until_interrupted(
@@ -187,11 +228,10 @@ def serve_until_interrupted(
         ):
             if on_ready is not None:
                 on_ready(server)
-            assert server.process is not None and server.log_path is not None
-            code = server.process.wait()
-            raise _startup_error(
-                f"stopped on its own (exit code {code})", server.model, server.port, server.log_path
-            )
+            assert server.child is not None
+            server.child.wait()
+            server.check(settle_s=1.0)  # the watcher may still be recording why
+            raise ServerError(f"the {SERVER_NAME} (pid {server.pid}) stopped on its own")
     except KeyboardInterrupt:
         # The context manager has already stopped the server's process group.
         log.info("server_interrupted")
@@ -214,49 +254,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = _STOP_GRACE_S) -> None:
-    """Stop a child started with `start_new_session=True` and everything in its process group."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        log.warning("server_kill", pid=pgid, grace_s=grace_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        process.wait()
-    # Children that outlived the leader are still in its group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    log.info("server_stopped", pid=pgid, returncode=process.returncode)
-
-
-def log_tail(log_path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last lines of a server log, for error messages."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log written)"
-    # Access-log lines ('127.0.0.1 - - [...] "GET /health HTTP/1.1" 503 -') only hide the error.
-    kept = [line for line in text.splitlines() if line.strip() and not _ACCESS_LOG.search(line)]
-    return "\n".join(kept[-lines:]) or "(log is empty)"
-
-
 def _wait_until_ready(
-    process: subprocess.Popen[bytes],
-    *,
-    base_url: str,
-    port: int,
-    model: str,
-    log_path: Path,
-    deadline: float,
+    child: MlxChild, *, base_url: str, port: int, model: str, deadline: float
 ) -> None:
+    assert child.log_path is not None
+    log_path = child.log_path
     root = base_url.removesuffix("/v1")
     with httpx.Client(timeout=2.0) as client:
         # 1. The HTTP server answers /health (503 there means the generation thread died).
         while True:
-            _raise_if_exited(process, model, port, log_path)
+            _raise_if_exited(child, model, port)
             if "Address already in use" in log_path.read_text(errors="replace"):
                 raise ServerError(
                     f"Port {port} is already in use; the mlx-lm server for {model} "
@@ -274,7 +281,7 @@ def _wait_until_ready(
                 raise _startup_error("did not answer in time", model, port, log_path)
             # Wait for the next probe, returning at once if the server exits meanwhile.
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=_POLL_INTERVAL_S)
+                child.wait(timeout=_POLL_INTERVAL_S)
 
         # 2. The model loads in a background thread after the HTTP server is up; a one-token
         # completion returns once it is loaded (with the adapter), or fails if loading failed.
@@ -287,7 +294,7 @@ def _wait_until_ready(
         except httpx.TimeoutException:
             raise _startup_error("did not load the model in time", model, port, log_path) from None
         except httpx.TransportError:
-            _raise_if_exited(process, model, port, log_path)
+            _raise_if_exited(child, model, port)
             raise _startup_error("dropped the connection", model, port, log_path) from None
         if response.status_code != 200:
             raise _startup_error(
@@ -295,12 +302,14 @@ def _wait_until_ready(
             )
 
 
-def _raise_if_exited(
-    process: subprocess.Popen[bytes], model: str, port: int, log_path: Path
-) -> None:
-    code = process.poll()
-    if code is not None:
-        raise _startup_error(f"exited with code {code}", model, port, log_path)
+def _raise_if_exited(child: MlxChild, model: str, port: int) -> None:
+    if child.poll() is not None and child.log_path is not None:
+        child.wait()  # and let the memory watcher record why
+        line = child.failure() or f"the {SERVER_NAME} (pid {child.pid}) exited"
+        raise ServerError(
+            f"{line}. It served {model} on port {port}; check that the model folder (or Hugging "
+            f"Face id) and adapter load with mlx_lm. Last log lines:\n{child.log_tail()}"
+        )
 
 
 def _startup_error(what: str, model: str, port: int, log_path: Path) -> ServerError:

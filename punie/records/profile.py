@@ -18,7 +18,13 @@ import structlog
 
 from punie.errors import ConfigError
 
-__all__ = ["ModelProfile", "known_families", "resolve_profile"]
+__all__ = [
+    "ModelProfile",
+    "known_families",
+    "resolve_profile",
+    "resolve_served_profile",
+    "served_model_folder",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +140,50 @@ def resolve_profile(
         stop_sequences=list(profile.stop_sequences),
     )
     return profile
+
+
+def served_model_folder(base_url: str, *, timeout_s: float = 10.0) -> Path | None:
+    """The local model folder the OpenAI-compatible server at `base_url` serves, if it says.
+
+    `mlx_lm server` lists its `--model` folder (resolved) last in GET /v1/models, after the
+    Hugging Face cache's models; a server that lists no existing local folder gives None.
+    """
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url.rstrip('/')}/models", timeout=timeout_s)
+        response.raise_for_status()
+        ids = [str(entry.get("id", "")) for entry in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:
+        log.info("served_model_unknown", base_url=base_url, error=str(exc))
+        return None
+    folders = [Path(i) for i in ids if i.startswith("/") and Path(i).is_dir()]
+    return folders[-1] if folders else None
+
+
+def resolve_served_profile(
+    base_url: str, model: str | None, *, stop_override: Sequence[str] | None = None
+) -> ModelProfile:
+    """The profile of `model` as served at `base_url`.
+
+    A `model` that is a local folder, or a name of a known family, resolves as in
+    `resolve_profile`; `default_model` (what an mlx-lm server started by Punie answers to), no
+    name, or a name that resolves to nothing is looked up on the server: the folder it lists
+    in GET /models gives the profile. Raises ConfigError when neither way finds stop sequences.
+    """
+    named = model is not None and model != "default_model"
+    if named and (Path(model).expanduser().is_dir() or _from_name(model) is not None):
+        return resolve_profile(model, stop_override=stop_override)
+    folder = served_model_folder(base_url)
+    if folder is not None:
+        log.info("served_model_folder", base_url=base_url, folder=str(folder))
+        return resolve_profile(model or str(folder), model_dir=folder, stop_override=stop_override)
+    try:
+        return resolve_profile(model, stop_override=stop_override)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} (the server at {base_url} lists no local model folder in GET /models)"
+        ) from None
 
 
 def _overridden(

@@ -13,19 +13,28 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import platformdirs
 from pydantic_ai import Agent
 
 from punie.errors import ConfigError
-from punie.records.profile import ModelProfile, resolve_profile
+from punie.records.profile import (
+    ModelProfile,
+    resolve_profile,
+    resolve_served_profile,
+    served_model_folder,
+)
 from punie.records.trace import RunOutcome, TraceWriter
 from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
 from punie.runtime.guards import Budgets
 from punie.runtime.interrupts import Interrupted, stop_on_signals
 from punie.runtime.runner import RunHooks, RunTarget, run_agent
 from punie.runtime.tools import Sandbox, detect_sandbox
+
+if TYPE_CHECKING:
+    from punie.mlx.server import RunningServer
 
 DEFAULT_REQUEST_MODEL = "default_model"
 
@@ -41,8 +50,8 @@ class Endpoint:
 
     base_url: str
     request_model: str
-    served: bool
-    """True when this session started the server (and stops it on exit)."""
+    server: RunningServer | None = None
+    """The server this session started (and stops on exit); None for one it connected to."""
 
 
 @dataclass
@@ -136,8 +145,17 @@ def open_session(
     """
     sandbox = detect_sandbox(allow_unsandboxed=True if unsandboxed else None)
     folder = local_model_dir(model) if base_url is None or model is not None else None
-    name = str(folder) if folder is not None else str(model or DEFAULT_REQUEST_MODEL)
-    profile = resolve_profile(name, model_dir=folder, stop_override=stop)
+    if base_url is not None and folder is None:
+        # A server Punie started (or any mlx-lm server of a local folder) names its folder in
+        # GET /models: the profile comes from there, no --stop needed.
+        named = model is not None and str(model) != DEFAULT_REQUEST_MODEL
+        asked = str(model) if named else None
+        profile = resolve_served_profile(base_url, asked, stop_override=stop)
+        folder = None if named else served_model_folder(base_url)
+        name = str(model) if named else str(folder or DEFAULT_REQUEST_MODEL)
+    else:
+        name = str(folder) if folder is not None else str(model or DEFAULT_REQUEST_MODEL)
+        profile = resolve_profile(name, model_dir=folder, stop_override=stop)
     trace = TraceWriter(trace_path) if trace_path is not None else None
     with _endpoint(base_url, model, folder, adapter, use_trained_adapter) as endpoint:
         agent = create_agent(
@@ -162,7 +180,7 @@ def _endpoint(
                 "the adapter, or leave out --base-url so Punie serves it"
             )
         request = DEFAULT_REQUEST_MODEL if folder is not None or model is None else str(model)
-        yield Endpoint(base_url, request, served=False)
+        yield Endpoint(base_url, request)
         return
     from punie.mlx.server import serve_model
 
@@ -171,7 +189,7 @@ def _endpoint(
 
         adapter = latest_adapter(folder)
     with serve_model(folder if folder is not None else str(model), adapter=adapter) as server:
-        yield Endpoint(server.base_url, server.request_model, served=True)
+        yield Endpoint(server.base_url, server.request_model, server)
 
 
 def run_question(

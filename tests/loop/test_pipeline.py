@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from punie.errors import ConfigError
+from punie.errors import ConfigError, ServerError
 from punie.loop.stages import Stages, code_digest, package_source
 from punie.mlx.adapters import latest_adapter, remember_adapter
 
@@ -47,6 +47,19 @@ def test_an_interrupted_stage_keeps_its_folder_for_resuming(tmp_path: Path) -> N
 
     stages.run("train", {"iters": 3}, resume)
     assert seen == [True]
+
+
+def test_a_failed_stage_names_itself_and_is_built_again(tmp_path: Path) -> None:
+    stages = Stages(tmp_path, console=Console(quiet=True))
+
+    def dead_server(folder: Path) -> dict:
+        raise ServerError("the mlx-lm server (pid 7) was killed by SIGKILL")
+
+    with pytest.raises(ServerError, match=r"^stage 'eval' failed: the mlx-lm server \(pid 7\)"):
+        stages.run("eval", {"k": 1}, dead_server)
+    assert not (tmp_path / "eval" / ".stage.json").exists()
+    assert stages.run("eval", {"k": 1}, lambda folder: {"ok": True}) == {"ok": True}
+    assert stages.ran == ["eval"]
 
 
 def test_package_source_finds_installed_packages_and_names_missing_ones() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +21,9 @@ import pytest
 from model_helpers import write_random_adapter
 
 from punie.errors import ServerError
-from punie.mlx.server import RunningServer, serve_model
+from punie.mlx.child import MB, MemoryPolicy
+from punie.mlx.server import RunningServer, ServerMemory, serve_model
+from punie.records.profile import resolve_served_profile
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -53,6 +58,13 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _remove_kept_log(message: str) -> None:
+    """The log a failed server keeps and its error names: it must be there; then removed."""
+    log_path = Path(re.search(r"log: (/\S+?\.log)", message).group(1))
+    assert log_path.is_file(), message
+    shutil.rmtree(log_path.parent)
+
+
 def _chat(server: RunningServer, model: str | None = None, max_tokens: int = 16) -> dict:
     response = httpx.post(
         f"{server.base_url}/chat/completions",
@@ -84,6 +96,7 @@ def test_serves_a_chat_completion_then_the_group_is_gone(embedded_model: Path) -
         pid = server.pid
         assert _group_alive(pid)
     assert not _group_alive(pid)
+    assert not server.log_path.parent.exists()  # a clean stop leaves no log behind
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.base_url.removesuffix('/v1')}/health", timeout=2)
 
@@ -131,6 +144,7 @@ def test_unloadable_model_fails_fast_with_the_server_log(tmp_path: Path) -> None
     assert "No safetensors found" in message  # the server's own error, from its log
     assert '"GET /health' not in message  # access-log noise is left out
     assert not _processes_mentioning(str(bad))
+    _remove_kept_log(message)
 
 
 @pytest.mark.slow
@@ -176,6 +190,7 @@ def test_adapter_that_does_not_fit_the_model_fails_with_the_log(
         pass
     assert str(adapter) in str(caught.value)
     assert not _processes_mentioning(str(adapter))
+    _remove_kept_log(str(caught.value))
 
 
 def test_adapter_folder_without_config_is_refused(tmp_path: Path) -> None:
@@ -206,7 +221,9 @@ def _read_until(stream: IO[bytes], marker: str, timeout_s: float) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_punie_serve_stays_up_until_interrupted(stop_signal: signal.Signals) -> None:
+def test_punie_serve_stays_up_until_interrupted(
+    stop_signal: signal.Signals, tmp_path: Path
+) -> None:
     punie = Path(sys.executable).with_name("punie")
     # Its own session, so the test can signal it like a terminal would (the whole foreground
     # group), while the server lives in a session of its own.
@@ -219,11 +236,32 @@ def test_punie_serve_stays_up_until_interrupted(stop_signal: signal.Signals) -> 
     )
     try:
         assert cli.stdout is not None
-        shown = _read_until(cli.stdout, "server log:", timeout_s=180)
+        shown = _read_until(cli.stdout, "run with:", timeout_s=180)
         fields = dict(line.split(":", 1) for line in shown.splitlines() if ":" in line)
         base_url = fields["base URL"].strip()
         server_pid = int(fields["server pid"].strip())
         assert fields["request model"].strip() == "default_model"
+        # The printed `punie run` line works as it is: no --model, no --stop.
+        run_line = shlex.split(fields["run with"].strip())
+        assert run_line[:3] == ["punie", "run", "--base-url"]
+        ran = subprocess.run(
+            [
+                str(punie),
+                *run_line[1:-1],
+                "--max-requests",
+                "1",
+                "--max-tokens",
+                "8",
+                "--trace",
+                str(tmp_path / "traces.jsonl"),
+                "Hello?",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert "no stop sequences" not in ran.stdout + ran.stderr
+        assert "status " in ran.stdout, ran.stdout + ran.stderr
         reply = httpx.post(
             f"{base_url}/chat/completions",
             json={"model": "default_model", "messages": QUESTION, "max_tokens": 8},
@@ -239,3 +277,63 @@ def test_punie_serve_stays_up_until_interrupted(stop_signal: signal.Signals) -> 
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)
             cli.wait()
+
+
+@pytest.mark.slow
+def test_a_server_past_its_memory_bound_fails_with_one_clear_line(embedded_model: Path) -> None:
+    tight = ServerMemory(child=MemoryPolicy(max_rss_bytes=150 * MB))
+    with pytest.raises(ServerError) as caught, serve_model(embedded_model, memory=tight):
+        pass
+    first = str(caught.value).splitlines()[0]
+    assert "the mlx-lm server (pid " in first
+    assert "exceeded its memory bound of 157 MB and was killed; peak RSS " in first
+    _remove_kept_log(first)
+
+
+SERVING_PARENT = """
+import sys, time
+from punie.mlx.server import serve_model
+with serve_model(sys.argv[1]) as server:
+    print("SERVER", server.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_the_server_dies_when_its_parent_is_sigkilled(embedded_model: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SERVING_PARENT, str(embedded_model)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    server_pid = None
+    try:
+        assert parent.stdout is not None
+        line = next(line for line in parent.stdout if line.startswith("SERVER "))
+        server_pid = int(line.split()[1])
+        assert _group_alive(server_pid)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _group_alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(server_pid), "the server outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if server_pid is not None and _group_alive(server_pid):
+            os.killpg(server_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_clients_resolve_the_served_models_profile_from_the_server(
+    embedded_model: Path, tmp_path: Path
+) -> None:
+    adapter = write_random_adapter(embedded_model, tmp_path / "adapter")
+    with serve_model(embedded_model, adapter=adapter) as server:
+        for name in (None, "default_model"):
+            profile = resolve_served_profile(server.base_url, name)
+            assert profile.source == f"model folder {embedded_model.resolve()}"
+            assert "<|im_end|>" in profile.stop_sequences

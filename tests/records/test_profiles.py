@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from punie.errors import ConfigError
-from punie.records.profile import ModelProfile, known_families, resolve_profile
+from punie.records.profile import (
+    ModelProfile,
+    known_families,
+    resolve_profile,
+    resolve_served_profile,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -375,3 +384,59 @@ def test_missing_or_broken_folder_is_a_config_error(tmp_path: Path) -> None:
     (folder / "tokenizer_config.json").write_text("{not json")
     with pytest.raises(ConfigError, match=r"tokenizer_config\.json"):
         resolve_profile(model_dir=folder)
+
+
+@contextmanager
+def _models_server(listing: list[str] | None) -> Iterator[str]:
+    """A real HTTP server answering GET /v1/models with `listing` (None: 404 everywhere)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if listing is None or self.path != "/v1/models":
+                self.send_error(404)
+                return
+            body = json.dumps({"object": "list", "data": [{"id": i} for i in listing]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("model", [None, "default_model"])
+def test_served_profile_comes_from_the_folder_the_server_lists(
+    model: str | None, qwen25_dir: Path
+) -> None:
+    # mlx-lm lists the Hugging Face cache's models first and its --model folder last.
+    with _models_server(["mlx-community/some-cached-model", str(qwen25_dir)]) as base_url:
+        profile = resolve_served_profile(base_url, model)
+    assert profile.source == f"model folder {qwen25_dir}"
+    assert profile.stop_sequences[0] == "<|im_end|>"
+
+
+def test_served_profile_of_a_named_family_does_not_ask_the_server() -> None:
+    with _models_server(None) as base_url:
+        profile = resolve_served_profile(base_url, "llama-3.1-8b", stop_override=None)
+    assert profile.family == "llama3"
+
+
+def test_served_profile_unknown_everywhere_says_the_server_listed_no_folder(
+    tmp_path: Path,
+) -> None:
+    with (
+        _models_server([str(tmp_path / "gone")]) as base_url,
+        pytest.raises(ConfigError, match="lists no local model folder in GET /models"),
+    ):
+        resolve_served_profile(base_url, "default_model")

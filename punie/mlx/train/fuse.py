@@ -1,20 +1,19 @@
 """`fuse()`: merge a trained adapter into its base model, as a folder mlx-lm and `punie serve` load.
 
 mlx-lm's own `fuse` command does the merge (LoRA/DoRA layers folded into their linears, tokenizer
-and chat template copied); Punie checks the inputs first and runs it with the fast BLAS.
+and chat template copied); Punie checks the inputs first and runs it in an MLX child
+(`punie.mlx.child`).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import structlog
 
 from punie.errors import ModelImportError
-from punie.mlx.blas import child_env, choose_blas
+from punie.mlx.child import ChildError, run_main
 
 log = structlog.get_logger(__name__)
 
@@ -47,24 +46,15 @@ def fuse(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ModelImportError(f"output folder {out} is not empty; choose a new --out folder")
-    command = [
-        sys.executable, "-m", "mlx_lm", "fuse",
-        "--model", str(model), "--adapter-path", str(adapter), "--save-path", str(out),
-    ]  # fmt: skip
+    args = ["--model", str(model), "--adapter-path", str(adapter), "--save-path", str(out)]
     if dequantize:
-        command.append("--dequantize")
+        args.append("--dequantize")
     log.info("fuse_start", model=model, adapter=str(adapter), out=str(out))
-    done = subprocess.run(
-        command,
-        env=child_env(choose_blas(enabled=fast_blas)),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0 or not (out / "config.json").is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelImportError(
-            f"fusing {adapter} into {model} failed (exit {done.returncode}): {tail[0]}"
-        )
+    try:
+        run_main("mlx-lm fuse", "mlx_lm.fuse:main", args, fast_blas=fast_blas)
+    except ChildError as exc:
+        raise ModelImportError(f"fusing {adapter} into {model} failed: {exc}") from None
+    if not (out / "config.json").is_file():
+        raise ModelImportError(f"fusing {adapter} into {model} wrote no {out / 'config.json'}")
     log.info("fuse_done", out=str(out))
     return out

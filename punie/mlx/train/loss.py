@@ -1,23 +1,20 @@
 """Held-out loss of a model (with an optional adapter) on conversations, in a child process.
 
 The loss is the mean cross-entropy over every assistant turn's tokens (the same masks the
-trainer uses), computed by mlx-lm on the CPU in a child with the fast BLAS preloaded
-(`punie.mlx.blas.child_env`). `python -m punie.mlx.train.loss` is the child; it prints
-one JSON object.
+trainer uses), computed by mlx-lm on the CPU in an MLX child (`punie.mlx.child.call` of
+`compute`) with the fast BLAS preloaded.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from punie.errors import ModelImportError
+from punie.mlx.child import ChildError, call
 
 log = structlog.get_logger(__name__)
 
@@ -39,28 +36,24 @@ def held_out_loss(
 ) -> HeldOutLoss:
     """The held-out loss of `model` (+ `adapter`) on the first `limit` conversations.
 
-    Runs in a child process with the fast BLAS; raises ModelImportError with the child's last
-    lines when it fails.
+    Runs in an MLX child with the fast BLAS; raises ModelImportError naming the child, its peak
+    memory and its log (with the last lines) when it fails.
     """
-    from punie.mlx.blas import child_env, choose_blas
-
-    command = [
-        sys.executable, "-m", "punie.mlx.train.loss",
-        "--model", str(model), "--data", str(conversations), "--limit", str(limit),
-        *(["--adapter", str(adapter)] if adapter is not None else []),
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=child_env(choose_blas()), check=False
-    )
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+    request = {
+        "model": str(model),
+        "adapter": str(adapter) if adapter is not None else None,
+        "data": str(conversations),
+        "limit": limit,
+    }
+    try:
+        values = call("held-out loss", "punie.mlx.train.loss:compute", request)
+    except ChildError as exc:
         raise ModelImportError(
             f"computing the held-out loss of {model}"
             + (f" with adapter {adapter}" if adapter else "")
-            + f" on {conversations} failed (exit {done.returncode}); check that mlx_lm loads "
-            f"them. Last lines:\n{tail}"
-        )
-    result = HeldOutLoss(**json.loads(done.stdout.strip().splitlines()[-1]))
+            + f" on {conversations} failed; check that mlx_lm loads them: {exc}"
+        ) from None
+    result = HeldOutLoss(**values)
     log.info("held_out_loss", model=str(model), adapter=str(adapter), **asdict(result))
     return result
 
@@ -70,8 +63,8 @@ def _compute(model: Path, adapter: Path | None, data: Path, limit: int) -> HeldO
     from mlx_lm import load
 
     from punie.errors import DataError
-    from punie.mlx.train.batches import masked_loss
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
+    from punie.mlx.train.trainer import masked_loss
     from punie.records.conversation import read_conversations
     from punie.records.profile import resolve_profile
 
@@ -109,16 +102,6 @@ def _compute(model: Path, adapter: Path | None, data: Path, limit: int) -> HeldO
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="held-out loss on conversations (JSON out)")
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--adapter", type=Path, default=None)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--limit", type=int, default=32)
-    args = parser.parse_args()
-    result = _compute(args.model, args.adapter, args.data, args.limit)
-    print(json.dumps(asdict(result)))
-
-
-if __name__ == "__main__":
-    main()
+def compute(model: str, adapter: str | None, data: str, limit: int) -> dict[str, Any]:
+    """The child's side of `held_out_loss`: the loss as JSON."""
+    return asdict(_compute(Path(model), Path(adapter) if adapter else None, Path(data), limit))

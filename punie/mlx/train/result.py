@@ -33,7 +33,7 @@ class TrainResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:
-        """The inverse of `to_json`."""
+        """The inverse of `to_dict`."""
         values = dict(data)
         for key in ("adapter_dir", "loss_jsonl", "curve_png"):
             if values.get(key) is not None:

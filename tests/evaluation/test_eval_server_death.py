@@ -1,0 +1,84 @@
+"""A server that dies mid-eval fails the stage with one clear line and keeps the traces so far."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from punie.errors import ServerError
+from punie.evaluation.evaluate import EvalTarget, evaluate
+from punie.evaluation.suite import EVAL_DIR, load_suite
+from punie.records.trace import RunStatus, read_traces
+
+
+def _server_children() -> list[int]:
+    """This process's children that run Punie's mlx-lm server."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"punie.mlx.serve:main" in cmdline:
+                found.append(int(pid))
+    return found
+
+
+def _kill_server_after_first_trace(traces: Path, killed: list[int]) -> None:
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        if traces.is_file() and traces.read_text().strip() and _server_children():
+            pid = _server_children()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
+def test_a_server_killed_mid_eval_fails_the_stage_and_keeps_earlier_traces(
+    tmp_path: Path,
+) -> None:
+    tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:5]
+    traces = tmp_path / "base" / "traces.jsonl"
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_server_after_first_trace, args=(traces, killed))
+    killer.start()
+    try:
+        with pytest.raises(ServerError) as caught:
+            evaluate(
+                tasks,
+                [EvalTarget("base")],
+                out_dir=tmp_path,
+                concurrency=1,
+                max_tokens=48,
+                show_progress=False,
+            )
+    finally:
+        killer.join()
+    assert killed, "the server was never killed"
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"evaluating 'base' failed: the mlx-lm server (pid {killed[0]}) was killed by SIGKILL"
+    )
+    assert "peak RSS " in message and " MB" in message
+    log_path = Path(message.split("log: ")[1].split(".log")[0] + ".log")
+    assert log_path.is_file()
+    # Every run is traced as it ended; those before the death finished, the spoiled ones
+    # (at most the one in flight, at concurrency 1) say the server failed. None is scored.
+    traced = list(read_traces(traces))
+    kept = [t for t in traced if t.status is not RunStatus.MODEL_ERROR]
+    assert 1 <= len(kept) < len(tasks)
+    assert len(traced) - len(kept) <= 1
+    assert f"{len(kept)} of {len(tasks)} runs finished before and were kept in {traces}" in message
+    assert not (tmp_path / "results.jsonl").exists()  # no report scored the dead server's runs
+    shutil.rmtree(log_path.parent)
