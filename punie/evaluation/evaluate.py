@@ -17,12 +17,12 @@ from pathlib import Path
 
 import anyio
 import structlog
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from punie.errors import ConfigError, ServerError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
+from punie.progress import progress
 from punie.records.task import TaskSpec
 from punie.records.toolset import tool_parameters
 from punie.records.trace import RunOutcome, RunStatus
@@ -162,14 +162,15 @@ def evaluate_target(
     *,
     out_dir: Path,
     options: EvalOptions,
-    progress: Progress | None = None,
+    show_progress: bool = True,
 ) -> tuple[TargetInfo, list[RunScore]]:
-    """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`."""
+    """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`.
+
+    Progress: a bar on a terminal, a plain line at least every 30 s in a log."""
     trace_path = out_dir / target.label / "traces.jsonl"
     trace_path.unlink(missing_ok=True)
     schemas = tool_parameters()
     scores: list[RunScore] = []
-    bar = progress.add_task(target.label, total=len(tasks)) if progress is not None else None
     with open_session(
         target.model,
         base_url=target.base_url,
@@ -177,7 +178,9 @@ def evaluate_target(
         stop=target.stop,
         settings=options.agent_settings(),
         trace_path=trace_path,
-    ) as session:
+    ) as session, progress(
+        f"eval {target.label}", len(tasks), unit="tasks", enabled=show_progress
+    ) as tracker:
         profile, folder = session.profile, session.model_dir
         counter = TokenCounter.for_model(folder)
 
@@ -192,8 +195,8 @@ def evaluate_target(
                     schemas=schemas,
                 )
             )
-            if progress is not None and bar is not None:
-                progress.advance(bar)
+            passed = sum(s.passed for s in scores)
+            tracker.advance(note=f"{passed} passed")
 
         try:
             anyio.run(run_tasks, session, tasks, options, done)
@@ -246,21 +249,13 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     infos: list[TargetInfo] = []
     scores: list[RunScore] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not show_progress,
-        transient=False,
-    ) as progress:
-        for target in targets:
-            log.info("eval_target_start", label=target.label, tasks=len(tasks))
-            info, target_scores = evaluate_target(
-                tasks, target, out_dir=out_dir, options=options, progress=progress
-            )
-            infos.append(info)
-            scores.extend(target_scores)
+    for target in targets:
+        log.info("eval_target_start", label=target.label, tasks=len(tasks))
+        info, target_scores = evaluate_target(
+            tasks, target, out_dir=out_dir, options=options, show_progress=show_progress
+        )
+        infos.append(info)
+        scores.extend(target_scores)
     report = build_report(infos, scores, no_stop=no_stop, concurrency=concurrency)
     return write_report(report, scores, out_dir)
 

@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class Stages:
     console: Console = field(default_factory=Console)
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    minutes: dict[str, float] = field(default_factory=dict)
+    """Build time of each stage built in this run."""
 
     def run(
         self,
@@ -68,6 +71,7 @@ class Stages:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.console.rule(f"[bold]{name}")
+        started = time.monotonic()
         try:
             summary = build(folder)
         except PunieError as exc:
@@ -77,7 +81,10 @@ class Stages:
             json.dumps({"fingerprint": key, "inputs": inputs, "summary": summary}, default=str)
         )
         self.ran.append(name)
-        log.info("stage_built", stage=name, folder=str(folder))
+        minutes = (time.monotonic() - started) / 60
+        self.minutes[name] = round(minutes, 2)
+        self.console.print(f"[green]✓[/] {name} built in {minutes:.1f} min", highlight=False)
+        log.info("stage_built", stage=name, folder=str(folder), minutes=round(minutes, 2))
         return summary
 
 
