@@ -155,3 +155,67 @@ def test_the_loop_report_puts_base_and_rounds_side_by_side(tmp_path: Path) -> No
     assert "| metric | base | round-1 | round-2 |" in markdown
     assert "2 harvested from the previous round" in markdown
     assert report.chart.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_two_rounds_of_the_real_loop_feed_back_only_training_repository_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded model, real servers, two real (tiny) trainings; a rerun reuses it all."""
+    from punie.loop import demo
+    from punie.loop.demo import run_demo
+    from punie.mlx.adapters import latest_adapter, remember_adapter
+
+    registry = tmp_path / "registry"  # not the user's default adapter of `punie run`
+    monkeypatch.setattr(
+        demo, "remember_adapter", lambda a, m: remember_adapter(a, m, data_dir=registry)
+    )
+
+    config = DemoConfig(
+        workdir=tmp_path, split=SplitPlan(train=("click",), valid=("structlog",),
+                                          held_out=("platformdirs",),
+                                          held_out_tasks_per_package=12),
+        train_tasks=12, valid_tasks=4, eval_tasks=3, harvest_tasks=4, rounds=2, iters=2,
+        with_fixture_suite=False, eval_max_tokens=64, eval_concurrency=2,
+    )  # fmt: skip
+    result = run_demo(config, Console(quiet=True))
+    payload = json.loads((tmp_path / "report.json").read_text())
+    assert result.report_json == tmp_path / "report.json"
+    assert payload["held_out_repositories"] == ["platformdirs"]
+    assert payload["rounds"] == 2 and payload["tasks"] == 3
+    assert {"base", "tuned", "round-1", "round-2"} <= set(payload["labels"])
+    for label in ("base", "round-1", "round-2"):
+        assert payload["labels"][label]["overall"]["runs"] == 3
+    harvest = payload["round_details"][0]["harvest_for_next_round"]
+    assert harvest["fresh_tasks"] == 4 and harvest["kept"] <= harvest["passed"] <= 4
+    fresh = list(read_tasks(tmp_path / "round-1" / "fresh-tasks" / "tasks.jsonl"))
+    assert {t.repo_name for t in fresh} == {"click"}
+    trained = payload["round_details"][1]["trained_on"]["sources"]
+    assert trained.get("harvested", 0) == harvest["kept"]
+    assert result.harvested == [tmp_path / "round-1" / "harvest" / "verified.jsonl"]
+    stamp = json.loads((tmp_path / "round-2" / "train" / ".stage.json").read_text())
+    assert stamp["inputs"]["resume_adapter_file"].startswith(str(tmp_path / "train-punie"))
+    assert result.adapter.is_relative_to(tmp_path / "round-2" / "train")
+    from punie.mlx.embedded import embedded_model_dir
+
+    assert latest_adapter(embedded_model_dir(), data_dir=registry) == result.adapter.resolve()
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    again = run_demo(config, Console(quiet=True))
+    assert "round-2/eval" in again.reused and "round-1/harvest-run" in again.reused
+
+
+def test_the_cli_takes_rounds_on_demo_and_loop() -> None:
+    import subprocess
+    import sys
+
+    for command in ("demo", "loop"):
+        done = subprocess.run(
+            [sys.executable, "-m", "punie", command, "--help"], capture_output=True, text=True
+        )
+        assert (
+            done.returncode == 0 and "--rounds" in done.stdout and "--harvest-tasks" in done.stdout
+        )
+    refused = subprocess.run(
+        [sys.executable, "-m", "punie", "loop", "--rounds", "0"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "--rounds" in refused.stderr
