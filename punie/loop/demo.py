@@ -270,7 +270,7 @@ def train_stage(
         values["resume_adapter_file"] = str(Path(start_from) / "adapters.safetensors")
     # Caching the frozen layers runs them once over every example; it pays only when the
     # steps see more examples than there are (a smoke run of 2 steps would wait for it).
-    train_rows = sum(1 for _ in (Path(data_dir) / "train.jsonl").open())
+    train_rows = (Path(data_dir) / "train.jsonl").read_text(encoding="utf-8").count("\n")
     values["cache_frozen_layers"] = config.iters * config.batch_size > train_rows
 
     def build(folder: Path) -> dict[str, Any]:

@@ -131,7 +131,8 @@ def recipes_table(rows: dict[str, dict[str, Any]], *, runs: int) -> str:
         for key, _, fmt in COLUMNS:
             value = metrics.get(key)
             cells.append("n/a" if value is None else fmt.format(value))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        cell = label.replace("|", "\\|")  # `<|endoftext|>` in a Markdown table cell
+        lines.append(f"| {cell} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         f"{runs} held-out tasks per row. Rows with `eos {EARLIER_EOS}` serve the same weights and "

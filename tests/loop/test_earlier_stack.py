@@ -101,3 +101,26 @@ def test_served_without_stop_the_variant_runs_past_its_turn_and_stop_cuts_it(mod
         content = cut["choices"][0]["message"]["content"]
         assert "Paris" in content and "<|im_end|>" not in content and "<|im_start|>" not in content
         assert cut["usage"]["completion_tokens"] <= embedded_tokens + 1
+
+
+def test_the_recipes_table_shows_the_runaway_columns(tmp_path: Path) -> None:
+    from punie.loop.experiment import recipes_table, write_chart
+
+    runaway = {"termination_rate": 0.0, "clean_stop_rate": 0.0, "tool_call_rate": None,
+               "argument_accuracy": None, "tokens_after_end_per_task": 141.5,
+               "invented_turn_rate": 0.75, "loop_rate": 0.0, "degenerate_rate": 0.0,
+               "pass_rate": 0.0}  # fmt: skip
+    cut = {**runaway, "termination_rate": 0.5, "clean_stop_rate": 0.5,
+           "tokens_after_end_per_task": 0.0, "invented_turn_rate": 0.0}  # fmt: skip
+    rows = {
+        "seed recipe, eos <|endoftext|>, stop off": runaway,
+        "seed recipe, eos <|endoftext|>, stop on": cut,
+    }
+    table = recipes_table(rows, runs=4)
+    header = table.splitlines()[0]
+    assert "tokens after the end of the turn" in header and "invented turns" in header
+    label = r"seed recipe, eos <\|endoftext\|>"  # escaped: a bare | would split the cell
+    assert f"| {label}, stop off | 0% | 0% | n/a | n/a | 141.5 | 75% |" in table
+    assert f"| {label}, stop on | 50% | 50% | n/a | n/a | 0.0 | 0% |" in table
+    write_chart(rows, tmp_path / "recipes.png")
+    assert (tmp_path / "recipes.png").stat().st_size > 1000
