@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.markdown import Markdown
 from punie.cli import app
 from punie.cli.inputs import input_file, output_folder
 from punie.errors import ConfigError
+
+if TYPE_CHECKING:
+    from punie.loop.demo import DemoConfig
 
 console = Console()
 
@@ -98,33 +102,35 @@ def eval_command(
     )
 
 
-@app.command("demo")
-def demo_command(
-    workdir: Path | None = typer.Option(None, "--workdir", help="Where the demo builds."),
-    iters: int | None = typer.Option(None, "--iters", help="LoRA iterations."),
-    train_package: str | None = typer.Option(None, "--train-package"),
-    eval_package: str | None = typer.Option(None, "--eval-package"),
-    eval_tasks: int | None = typer.Option(None, "--eval-tasks", help="Held-out generated tasks."),
-    fixture_suite: bool = typer.Option(True, "--fixture-suite/--no-fixture-suite"),
-    data_only: bool = typer.Option(
-        False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
-    ),
-) -> None:
-    """The whole loop offline: data, training, base-vs-tuned evaluation, verified harvest."""
+def _loop_config(
+    workdir: Path | None,
+    iters: int | None,
+    train_package: str | None,
+    eval_package: str | None,
+    eval_tasks: int | None,
+    fixture_suite: bool,
+    rounds: int,
+    harvest_tasks: int | None,
+) -> DemoConfig:
     from dataclasses import replace
 
-    from punie.loop.demo import DemoConfig, run_demo
+    from punie.loop.demo import DemoConfig
 
-    config = DemoConfig()
     overrides = {
         "workdir": workdir,
         "iters": iters,
         "train_package": train_package,
         "eval_package": eval_package,
         "eval_tasks": eval_tasks,
+        "harvest_tasks": harvest_tasks,
     }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    config = replace(config, with_fixture_suite=fixture_suite)
+    config = replace(DemoConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    return replace(config, with_fixture_suite=fixture_suite, rounds=rounds)
+
+
+def _run_loop(config: DemoConfig, data_only: bool) -> None:
+    from punie.loop.run import run_demo
+
     if data_only:
         from punie.loop.demo import prepare_data
 
@@ -133,15 +139,78 @@ def demo_command(
         console.print(f"held-out tasks: {data['eval_tasks']}")
         return
     result = run_demo(config, console)
-    console.rule("[bold]base vs tuned")
-    console.print(result.report_markdown.read_text(), markup=False, highlight=False)
+    title = "base vs tuned" if config.rounds == 1 else "base and every round, side by side"
+    console.rule(f"[bold]{title}")
+    # The per-category table is too wide for a terminal; it is in the report file.
+    text = result.report_markdown.read_text()
+    console.print(text.split("## Per category")[0], markup=False, highlight=False)
     console.print(f"report: {result.report_markdown}")
+    console.print(f"json:   {result.report_json}")
     if result.report_chart:
         console.print(f"chart:  {result.report_chart}")
     console.print(f"adapter (now the default of `punie run`): {result.adapter}")
-    console.print(f"verified traces for the next round: {result.harvested}")
+    for path in result.harvested:
+        console.print(f"verified traces fed back: {path}")
+    if config.rounds == 1:
+        console.print("one round: `--rounds 2` goes round the loop (harvest, retrain, re-evaluate)")
     reused = f", reused: {', '.join(result.reused)}" if result.reused else ""
     console.print(f"done in {result.seconds / 60:.1f} min{reused}")
+
+
+_WORKDIR = typer.Option(None, "--workdir", help="Where the loop builds (stages are cached).")
+_ITERS = typer.Option(None, "--iters", help="LoRA iterations per round.")
+_EVAL_TASKS = typer.Option(None, "--eval-tasks", help="Held-out generated tasks evaluated.")
+_HARVEST_TASKS = typer.Option(
+    None, "--harvest-tasks", help="Fresh training-repository tasks answered per round (32)."
+)
+_FIXTURE = typer.Option(True, "--fixture-suite/--no-fixture-suite")
+_DATA_ONLY = typer.Option(
+    False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
+)
+
+
+@app.command("demo")
+def demo_command(
+    workdir: Path | None = _WORKDIR,
+    iters: int | None = _ITERS,
+    train_package: str | None = typer.Option(None, "--train-package"),
+    eval_package: str | None = typer.Option(None, "--eval-package"),
+    eval_tasks: int | None = _EVAL_TASKS,
+    fixture_suite: bool = _FIXTURE,
+    rounds: int = typer.Option(
+        1, "--rounds", min=1, help="Rounds of the loop; 2 or more harvest, retrain, re-evaluate."
+    ),
+    harvest_tasks: int | None = _HARVEST_TASKS,
+    data_only: bool = _DATA_ONLY,
+) -> None:
+    """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
+
+    Writes report.json, report.md and report.png at the top of the work folder."""
+    config = _loop_config(
+        workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
+        harvest_tasks,
+    )  # fmt: skip
+    _run_loop(config, data_only)
+
+
+@app.command("loop")
+def loop_command(
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds of the loop."),
+    workdir: Path | None = _WORKDIR,
+    iters: int | None = _ITERS,
+    train_package: str | None = typer.Option(None, "--train-package"),
+    eval_package: str | None = typer.Option(None, "--eval-package"),
+    eval_tasks: int | None = _EVAL_TASKS,
+    fixture_suite: bool = _FIXTURE,
+    harvest_tasks: int | None = _HARVEST_TASKS,
+) -> None:
+    """`punie demo --rounds N` (default 2): each round answers fresh training-repository tasks,
+    feeds back the runs that passed, retrains and evaluates on the same held-out set."""
+    config = _loop_config(
+        workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
+        harvest_tasks,
+    )  # fmt: skip
+    _run_loop(config, data_only=False)
 
 
 experiment_app = typer.Typer(help="Experiments that measure the loop.", no_args_is_help=True)

@@ -1,8 +1,9 @@
 """The trace harvester: the agent's own answered runs, cleaned, as training Conversations.
 
 Only runs that ended `answered` are kept (optionally only those an eval marked passed); runs with
-placeholder tool results are dropped, duplicates removed, secrets redacted and long tool results
-capped exactly as the runtime caps them.
+placeholder tool results are dropped, duplicates removed (and, optionally, runs whose question
+the training data already holds), secrets redacted and long tool results capped exactly as the
+runtime caps them. With an eval's results, each kept run is named after its task's repository.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,15 @@ class HarvestReport:
 
 def read_verified(path: Path) -> set[str]:
     """The run ids an eval results file marks as passed (rows need `run_id` and `passed`)."""
+    return set(read_verified_repositories(path))
+
+
+def read_verified_repositories(path: Path) -> dict[str, str | None]:
+    """The run ids an eval results file marks as passed, each with its task's `repo_name`."""
     path = Path(path)
     fix = "pass the results file `punie eval` wrote"
     status: dict[str, bool] = {}
+    repositories: dict[str, str | None] = {}
     for number, row in iter_json_lines(path, what="eval results", fix=fix):
         if (
             not isinstance(row, dict)
@@ -111,7 +118,9 @@ def read_verified(path: Path) -> set[str]:
                 f"'passed'; {fix}"
             )
         status[row["run_id"]] = row["passed"]
-    return {run_id for run_id, passed in status.items() if passed}
+        name = row.get("repo_name")
+        repositories[row["run_id"]] = name if isinstance(name, str) and name else None
+    return {run_id: repositories[run_id] for run_id, passed in status.items() if passed}
 
 
 @dataclass
@@ -126,7 +135,7 @@ class _Converter:
             self.truncated += 1
         return self.redactor.text(capped)
 
-    def conversation(self, outcome: RunOutcome) -> Conversation:
+    def conversation(self, outcome: RunOutcome, repository: str | None = None) -> Conversation:
         try:
             history = ModelMessagesTypeAdapter.validate_python(outcome.transcript)
         except ValidationError as exc:
@@ -168,7 +177,7 @@ class _Converter:
                     source="harvested",
                     license="own runs",
                     row_id=outcome.run_id,
-                    repository=Path(outcome.repo).name,
+                    repository=repository or Path(outcome.repo).name,
                     kind="tool_call" if outcome.tool_calls else "direct_answer",
                     model=outcome.model,
                 ),
@@ -209,8 +218,13 @@ class _Converter:
         return []
 
 
+def first_question(conversation: Conversation) -> str:
+    """The conversation's first user message, stripped (what dedupes a harvest)."""
+    return next((m.content for m in conversation.messages if m.role == "user"), "").strip()
+
+
 def _dedupe_key(conversation: Conversation) -> str:
-    question = next(m.content for m in conversation.messages if m.role == "user")
+    question = first_question(conversation)
     calls = [
         [c.name, json.dumps(c.arguments, sort_keys=True)]
         for m in conversation.messages
@@ -225,11 +239,17 @@ def harvest_outcomes(
     outcomes: Iterable[RunOutcome],
     report: HarvestReport,
     *,
-    verified: set[str] | None = None,
+    verified: set[str] | Mapping[str, str | None] | None = None,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     on_run: Callable[[], None] | None = None,
+    exclude_questions: Set[str] = frozenset(),
 ) -> Iterator[Conversation]:
-    """The conversations worth training on among `outcomes`, counting every drop in `report`."""
+    """The conversations worth training on among `outcomes`, counting every drop in `report`.
+
+    `verified` holds the run ids to keep (a mapping also names each run's repository);
+    a run whose question is in `exclude_questions` (already in the training data) is dropped.
+    """
+    repositories = verified if isinstance(verified, Mapping) else {}
     redactor = Redactor(counts=report.redacted)
     seen: set[str] = set()
     for outcome in outcomes:
@@ -249,7 +269,9 @@ def harvest_outcomes(
             ):
                 raise _Dropped("placeholder_result")
             converter = _Converter(redactor, output_limit)
-            conversation = converter.conversation(outcome)
+            conversation = converter.conversation(outcome, repositories.get(outcome.run_id))
+            if first_question(conversation) in exclude_questions:
+                raise _Dropped("question_already_in_training")
             key = _dedupe_key(conversation)
             if key in seen:
                 raise _Dropped("duplicate")
@@ -270,15 +292,20 @@ def harvest_traces(
     verified: Path | None = None,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     on_run: Callable[[], None] | None = None,
+    exclude_questions: Set[str] = frozenset(),
 ) -> HarvestReport:
-    """Turn traces files into a Conversation JSONL at `out` (written atomically)."""
+    """Turn traces files into a Conversation JSONL at `out` (written atomically).
+
+    With `verified` (an eval's results JSONL) only the runs it marks passed are kept, each
+    named after its task's repository; `exclude_questions` drops runs the training data holds.
+    """
     paths = [Path(p) for p in (traces if isinstance(traces, list) else [traces])]
     for path in paths:
         if not path.is_file():
             raise DataError(
                 f"traces file {path} does not exist: pass the traces JSONL of punie run"
             )
-    passed = read_verified(verified) if verified is not None else None
+    passed = read_verified_repositories(verified) if verified is not None else None
     report = HarvestReport(traces=[str(p) for p in paths])
 
     def outcomes() -> Iterator[RunOutcome]:
@@ -288,7 +315,12 @@ def harvest_traces(
     write_conversations(
         Path(out),
         harvest_outcomes(
-            outcomes(), report, verified=passed, output_limit=output_limit, on_run=on_run
+            outcomes(),
+            report,
+            verified=passed,
+            output_limit=output_limit,
+            on_run=on_run,
+            exclude_questions=exclude_questions,
         ),
     )
     log.info("harvest_done", **report.to_dict())

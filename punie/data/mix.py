@@ -160,10 +160,10 @@ def _question(conversation: Conversation) -> str:
 
 
 def _group(conversation: Conversation) -> str:
-    """Generated tasks group by repository; other rows by their opening question, so copies of
-    one source conversation (public sets hold some) land in one split."""
+    """Generated tasks and harvested runs group by repository; other rows by their opening
+    question, so copies of one source conversation (public sets hold some) land in one split."""
     meta = conversation.meta
-    if meta.source == "generated" and meta.repository:
+    if meta.source in ("generated", "harvested") and meta.repository:
         return f"repo:{meta.repository}"
     return f"row:{meta.source}:{_question(conversation)}"
 
@@ -204,13 +204,23 @@ def _split_of(group: str, config: MixConfig) -> str:
 
 
 def _balance(items: list[_Item], ratio: float, rng: random.Random) -> list[_Item]:
-    """Downsample the over-represented domain so code makes up `ratio` of the items."""
+    """Downsample the over-represented domain so code makes up `ratio` of the items.
+
+    Harvested runs (the loop's own verified traces) are kept before any generated task when
+    code is downsampled, so feeding them back keeps the ratio by replacing generated rows.
+    """
     code = [i for i in items if i.domain == "code"]
     generic = [i for i in items if i.domain == "generic"]
     if not code or not generic:
         return items
     if len(code) / len(items) > ratio:
-        code = rng.sample(code, min(len(code), round(len(generic) * ratio / (1 - ratio))))
+        keep = min(len(code), round(len(generic) * ratio / (1 - ratio)))
+        own = [i for i in code if i.conversation.meta.source == "harvested"][:keep]
+        if own:
+            others = [i for i in code if i.conversation.meta.source != "harvested"]
+            code = own + rng.sample(others, keep - len(own))
+        else:
+            code = rng.sample(code, keep)
     else:
         generic = rng.sample(generic, min(len(generic), round(len(code) * (1 - ratio) / ratio)))
     mixed = code + generic

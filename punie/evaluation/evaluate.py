@@ -171,16 +171,19 @@ def evaluate_target(
     trace_path.unlink(missing_ok=True)
     schemas = tool_parameters()
     scores: list[RunScore] = []
-    with open_session(
-        target.model,
-        base_url=target.base_url,
-        adapter=target.adapter,
-        stop=target.stop,
-        settings=options.agent_settings(),
-        trace_path=trace_path,
-    ) as session, progress(
-        f"eval {target.label}", len(tasks), unit="tasks", enabled=show_progress
-    ) as tracker:
+    with (
+        open_session(
+            target.model,
+            base_url=target.base_url,
+            adapter=target.adapter,
+            stop=target.stop,
+            settings=options.agent_settings(),
+            trace_path=trace_path,
+        ) as session,
+        progress(
+            f"eval {target.label}", len(tasks), unit="tasks", enabled=show_progress
+        ) as tracker,
+    ):
         profile, folder = session.profile, session.model_dir
         counter = TokenCounter.for_model(folder)
 

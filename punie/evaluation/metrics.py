@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from punie.evaluation.checks import check_call, check_executed, missing_facts
 from punie.evaluation.intervals import RateInterval, rate_interval
-from punie.evaluation.overrun import TokenCounter, run_overrun
+from punie.evaluation.overrun import TokenCounter, run_invented_turns, run_overrun
 from punie.evaluation.suite import CATEGORIES
 from punie.records.task import TaskSpec
 from punie.records.trace import RunOutcome, RunStatus
@@ -60,6 +60,8 @@ class RunScore(BaseModel):
     tool_calls: int
     output_tokens: int
     tokens_after_end: int
+    invented_turns: int = 0
+    """Replies that wrote the next turn's role header after their end (`overrun`)."""
     duration_s: float
     reason: str | None = None
 
@@ -83,6 +85,8 @@ class Metrics(BaseModel):
     pass_rate_executed: float = 0.0
     clean_stop_rate: float
     """Ended `answered` with nothing generated after the end of the turn."""
+    invented_turn_rate: float = 0.0
+    """Share of runs with a reply that went on to write another turn's role header."""
     turns_per_task: float
     output_tokens_per_task: float
     tokens_after_end_per_task: float
@@ -178,6 +182,7 @@ def score_run(
         tool_calls=len(outcome.tool_calls),
         output_tokens=outcome.output_tokens,
         tokens_after_end=after_end,
+        invented_turns=run_invented_turns(outcome.exchanges, markers),
         duration_s=outcome.duration_s,
         reason=outcome.reason,
     )
@@ -208,6 +213,7 @@ def _flags(scores: Sequence[RunScore]) -> dict[str, list[bool]]:
         "pass_rate": [s.passed for s in scores],
         "pass_rate_executed": [s.passed_executed for s in scores],
         "clean_stop_rate": [s.terminated and s.tokens_after_end == 0 for s in scores],
+        "invented_turn_rate": [s.invented_turns > 0 for s in scores],
     }
     return flags
 

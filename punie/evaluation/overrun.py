@@ -17,12 +17,18 @@ With stop sequences on the wire and a server that honours them this is 0 by cons
 reply whose tool calls the server parsed out of its text counts them as their JSON, a few
 tokens short of the tagged text the model wrote, so such a cut reply may read a few tokens high.
 Without a tokenizer (a remote model) tokens are estimated at 4 characters each.
+
+An *invented turn* is what the earlier failure looked like: after the end of its turn, a reply
+goes on to write the next turn's role header itself (`<|im_start|>user`, `<|im_start|>system`,
+a plain-text `USER:`), inventing the user's next message. It can only be seen in text nothing
+cut (`--no-stop`); a cut reply's tokens after the end still count above.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +41,7 @@ from punie.records.trace import ModelExchange, RunOutcome, ToolCallRecord
 log = structlog.get_logger(__name__)
 
 CHARS_PER_TOKEN_ESTIMATE = 4
+ROLE_NAMES = ("user", "assistant", "system", "tool", "model", "ipython")
 
 
 @dataclass(frozen=True)
@@ -96,3 +103,29 @@ def reply_overrun(
 def run_overrun(outcome: RunOutcome, markers: Sequence[str], counter: TokenCounter) -> int:
     """Tokens generated after the end of the turn, summed over a run's replies."""
     return sum(reply_overrun(e, markers, counter, outcome.calls_of(e)) for e in outcome.exchanges)
+
+
+def invented_turn(text: str, markers: Sequence[str]) -> bool:
+    """Whether a reply's text, from its first end-of-turn marker or leaked header on, writes a
+    role header: a marker followed by a role name (`<|im_start|>user`), or a plain-text header
+    such as `USER:` (see the module docstring)."""
+    hit = first_marker(text, markers)
+    if hit is None:
+        return False
+    rest = text[hit[0] :]
+    for marker in markers:
+        if not marker:
+            continue
+        if marker.rstrip().endswith(":"):  # "\nUSER:" names the role itself
+            if marker in rest:
+                return True
+            continue
+        pattern = re.escape(marker) + r"\s*([A-Za-z_]+)"
+        if any(m.group(1).lower() in ROLE_NAMES for m in re.finditer(pattern, rest)):
+            return True
+    return False
+
+
+def run_invented_turns(exchanges: Sequence[ModelExchange], markers: Sequence[str]) -> int:
+    """How many of a run's replies invented a turn after their end."""
+    return sum(invented_turn(e.text, markers) for e in exchanges)

@@ -30,6 +30,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pass_rate", "passed (strict)", "rate"),
     ("pass_rate_executed", "passed (executed)", "rate"),
     ("clean_stop_rate", "clean stop", "rate"),
+    ("invented_turn_rate", "invented turns", "rate"),
     ("turns_per_task", "turns/task", "mean"),
     ("output_tokens_per_task", "out tokens/task", "mean"),
     ("tokens_after_end_per_task", "tokens after end/task", "mean"),
@@ -143,7 +144,9 @@ def markdown_table(report: EvalReport) -> str:
     lines.append(
         "Tokens after end: tokens generated after a reply's first end-of-turn marker, summed "
         "over the run's replies (0 when the server stopped at the marker). Clean stop: ended "
-        "`answered` with none. Arguments (strict): BFCL-style names, types and values; "
+        "`answered` with none. Invented turns: runs with a reply that went on past its end to "
+        "write the next turn's role header (`<|im_start|>user`). Arguments (strict): "
+        "BFCL-style names, types and values; "
         "arguments (executed): the same names and types, any values whose real result still "
         "holds the expected facts. Passed: answered, right tool, arguments and answer, nothing "
         "after the end. Rates show their Wilson 95% interval and the number of tasks."

@@ -1,18 +1,20 @@
-"""`punie demo`: the whole loop, offline, on the embedded model.
+"""`punie demo` (and `punie loop`): the whole loop, offline, on the embedded model.
 
 Prepare the model, generate grounded code tasks from installed packages: training and
 validation from some, the held-out eval set (with its own question wording) from others, as
 `punie.data.generate.splits.DEFAULT_PLAN` decides; mix the training side 70/30 with the shipped
 public rows, train with Punie's recipe, evaluate base and tuned side by side (on `eval_tasks` of
-the held-out set), harvest the verified traces. A second run reuses every stage whose inputs did
-not change.
+the held-out set). With `rounds` above 1 the loop goes round (`punie.loop.rounds`): the tuned
+model answers fresh tasks from the *training* repositories, its verified runs join the next
+round's data, and each round is evaluated on the same held-out set. `report.json`,
+`report.md` and `report.png` at the top of the work folder put base and every round side by
+side. A second run reuses every stage whose inputs did not change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,7 @@ import platformdirs
 from rich.console import Console
 
 from punie.data.generate.splits import DEFAULT_PLAN, SplitPlan, eval_subset, per_package
-from punie.loop.stages import Stages, as_json, code_digest, package_source
-from punie.mlx.adapters import remember_adapter
+from punie.loop.stages import Stages, as_json, code_digest, content_digest, package_source
 
 GENERATOR_CODE = (
     "punie.data.generate",
@@ -58,6 +59,11 @@ class DemoConfig:
     eval_tasks: int | None = 16
     """How many of the full held-out set the demo evaluates (None: all of it)."""
     with_fixture_suite: bool = True
+    rounds: int = 1
+    """Rounds of the loop: 1 trains once; each further round harvests the previous round's
+    verified runs on fresh training-repository tasks, retrains and evaluates again."""
+    harvest_tasks: int = 32
+    """Fresh training-repository tasks the model answers per round, to harvest from."""
     ratio: float = 0.7
     iters: int = 80
     batch_size: int = 4
@@ -68,17 +74,6 @@ class DemoConfig:
     eval_concurrency: int = 4
     eval_max_tokens: int = 160
     seed: int = 0
-
-
-@dataclass
-class DemoResult:
-    adapter: Path
-    report_markdown: Path
-    report_chart: Path | None
-    harvested: Path
-    summary: dict[str, Any]
-    seconds: float
-    reused: list[str]
 
 
 def split_plan(config: DemoConfig) -> SplitPlan:
@@ -97,7 +92,6 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
     from punie.data import convert_file
     from punie.data.convert.sources import shipped_public_rows
     from punie.data.generate.tasks import generate_to_files
-    from punie.data.mix import MixConfig, mix_datasets
     from punie.records.task import read_tasks, write_tasks
 
     plan = split_plan(config)
@@ -159,10 +153,51 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
     inputs["code"] = code_digest("punie.data", "punie.records.toolcall_text")
     generic = stages.run("generic", inputs, convert)
 
+    code_files = [str(Path(g["folder"]) / "conversations.jsonl") for g in [*train, *valid]]
+    generic_files = [
+        str(Path(generic["folder"]) / f"{s}.jsonl") for s in ("glaive", "when2call", "hermes")
+    ]
+    mixed = mix_stage(
+        stages,
+        "mixed",
+        config,
+        model_dir,
+        code_files,
+        generic_files,
+        {"train": train, "valid": valid, "generic": generic},
+    )
+    return {
+        "mixed_dir": mixed["folder"],
+        "eval_tasks": str(Path(eval_set["folder"]) / "tasks.jsonl"),
+        "held_out_tasks": [str(Path(h["folder"]) / "tasks.jsonl") for h in held_out],
+        "training_tasks": [str(Path(g["folder"]) / "tasks.jsonl") for g in [*train, *valid]],
+        "code_files": code_files,
+        "generic_files": generic_files,
+        "card": mixed["card"],
+    }
+
+
+def mix_stage(
+    stages: Stages,
+    name: str,
+    config: DemoConfig,
+    model_dir: Path,
+    code_files: list[str],
+    generic_files: list[str],
+    sources: dict[str, Any],
+) -> dict[str, Any]:
+    """Mix code-domain and generic conversation files 70/30 into one stage's splits.
+
+    `sources` are the summaries of the stages that wrote the files (the stage's inputs).
+    """
+    from punie.data.mix import MixConfig, mix_datasets
+
+    plan = split_plan(config)
+
     def mix(folder: Path) -> dict[str, Any]:
         card = mix_datasets(
-            [Path(g["folder"]) / "conversations.jsonl" for g in [*train, *valid]],
-            [Path(generic["folder"]) / f"{s}.jsonl" for s in ("glaive", "when2call", "hermes")],
+            [Path(f) for f in code_files],
+            [Path(f) for f in generic_files],
             folder,
             MixConfig(
                 ratio=config.ratio,
@@ -175,25 +210,27 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
         )
         return {"card": as_json(card), "folder": str(folder)}
 
-    mixed = stages.run(
-        "mixed",
-        {"train": train, "valid": valid, "generic": generic, "ratio": config.ratio,
-         "seed": config.seed, "max_seq_length": config.max_seq_length, "model": str(model_dir),
+    return stages.run(
+        name,
+        {**sources, "ratio": config.ratio, "seed": config.seed,
+         "max_seq_length": config.max_seq_length, "model": str(model_dir),
          "code": code_digest("punie.data.mix")},
         mix,
     )  # fmt: skip
-    return {
-        "mixed_dir": mixed["folder"],
-        "eval_tasks": str(Path(eval_set["folder"]) / "tasks.jsonl"),
-        "held_out_tasks": [str(Path(h["folder"]) / "tasks.jsonl") for h in held_out],
-        "card": mixed["card"],
-    }
 
 
 def train_stage(
-    stages: Stages, name: str, config: DemoConfig, data_dir: str, model_dir: Path, recipe: str
+    stages: Stages,
+    name: str,
+    config: DemoConfig,
+    data_dir: str,
+    model_dir: Path,
+    recipe: str,
+    *,
+    start_from: Path | None = None,
 ) -> Path:
-    """Train one LoRA adapter on the mixed data with the given recipe."""
+    """Train one LoRA adapter on the mixed data with the given recipe (continuing from the
+    adapter folder `start_from` when given)."""
     from punie.mlx.train.config import make_config
     from punie.mlx.train.launch import train
 
@@ -213,12 +250,22 @@ def train_stage(
         "val_batches": 4,
         "lora_parameters": {"rank": config.lora_rank, "scale": 20.0, "dropout": 0.0},
     }
+    if start_from is not None:
+        values["resume_adapter_file"] = str(Path(start_from) / "adapters.safetensors")
+    # Caching the frozen layers runs them once over every example; it pays only when the
+    # steps see more examples than there are (a smoke run of 2 steps would wait for it).
+    train_rows = (Path(data_dir) / "train.jsonl").read_text(encoding="utf-8").count("\n")
+    values["cache_frozen_layers"] = config.iters * config.batch_size > train_rows
 
     def build(folder: Path) -> dict[str, Any]:
         result = train(make_config({**values, "adapter_path": str(folder / "adapter")}))
         return {"result": as_json(result), "adapter": str(result.adapter_dir)}
 
-    summary = stages.run(name, {**values, "code": code_digest("punie.mlx.train")}, build)
+    files = [Path(data_dir) / f"{split}.jsonl" for split in ("train", "valid")]
+    if start_from is not None:
+        files.append(Path(values["resume_adapter_file"]))
+    inputs = {**values, "content": content_digest(*files), "code": code_digest("punie.mlx.train")}
+    summary = stages.run(name, inputs, build)
     return Path(summary["adapter"])
 
 
@@ -236,56 +283,20 @@ def prepare_data(
     return stages, model_dir, build_data(stages, config, model_dir)
 
 
-def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
-    """Run the whole loop; see the module docstring."""
-    from punie.data.harvest import harvest_traces
-    from punie.evaluation.evaluate import EvalTarget, evaluate
+def demo_tasks(config: DemoConfig, data: dict[str, Any]) -> list[Any]:
+    """The held-out tasks every label is evaluated on (plus the fixture suite)."""
     from punie.evaluation.suite import load_suite, shipped_suites
     from punie.records.task import read_tasks
-
-    console = console or Console()
-    started = time.perf_counter()
-    stages, model_dir, data = prepare_data(config, console)
-    adapter = train_stage(stages, "train-punie", config, data["mixed_dir"], model_dir, "punie")
 
     tasks = list(read_tasks(Path(data["eval_tasks"])))
     if config.with_fixture_suite:
         tasks += load_suite(shipped_suites())
+    return tasks
 
-    def evaluate_both(folder: Path) -> dict[str, Any]:
-        report = evaluate(
-            tasks,
-            [
-                EvalTarget("base", model=str(model_dir)),
-                EvalTarget("tuned", model=str(model_dir), adapter=adapter),
-            ],
-            out_dir=folder,
-            concurrency=config.eval_concurrency,
-            max_tokens=config.eval_max_tokens,
-        )
-        return as_json(report)
 
-    eval_inputs = {"tasks": [t.id for t in tasks], "adapter": str(adapter),
-                   "train": asdict(replace(config, workdir=Path("."))),
-                   "max_tokens": config.eval_max_tokens,
-                   "code": code_digest(*RUNTIME_CODE)}  # fmt: skip
-    report = stages.run("eval", eval_inputs, evaluate_both)
-
-    def harvest(folder: Path) -> dict[str, Any]:
-        traces = Path(report["results_path"]).parent / "tuned" / "traces.jsonl"
-        result = harvest_traces(
-            traces, folder / "verified.jsonl", verified=Path(report["results_path"])
-        )
-        return as_json(result)
-
-    harvest_summary = stages.run("harvest", {"eval": report}, harvest)
-    remember_adapter(adapter, model_dir)
-    return DemoResult(
-        adapter=adapter,
-        report_markdown=Path(report["markdown_path"]),
-        report_chart=Path(report["chart_path"]) if report.get("chart_path") else None,
-        harvested=config.workdir / "harvest" / "verified.jsonl",
-        summary={"report": report, "harvest": harvest_summary, "card": data["card"]},
-        seconds=time.perf_counter() - started,
-        reused=stages.reused,
-    )
+def eval_inputs(config: DemoConfig, tasks: list[Any], adapter: Path) -> dict[str, Any]:
+    """What an evaluation of `adapter` on `tasks` depends on (a stage's inputs)."""
+    return {"tasks": [t.id for t in tasks], "adapter": str(adapter),
+            "weights": content_digest(Path(adapter) / "adapters.safetensors"),
+            "max_tokens": config.eval_max_tokens,
+            "code": code_digest(*RUNTIME_CODE)}  # fmt: skip

@@ -1,11 +1,20 @@
-"""`punie experiment recipes`: the earlier failure reproduced and fixed, as a 2x2 table.
+"""`punie experiment recipes`: the earlier failure reproduced and fixed, as one table.
 
 The same model is trained on the same data with the earlier recipe (`seed`: rendered text, loss
 on every token) and with Punie's (loss on every assistant turn, each ending with its end-of-turn
 token); each adapter is evaluated with stop sequences on the wire and without them (`--no-stop`
-also turns off the client-side cut). The table shows the looping failure and each fix's share
-of the cure. Stages are shared with `punie demo` (same work folder): data and the Punie adapter
-are reused.
+also turns off the client-side cut).
+
+SmolLM2's end-of-sequence token *is* `<|im_end|>`, so mlx-lm stops there whatever `stop` says
+and those four rows cannot show the runaway. The earlier stack served a model whose
+end-of-sequence was not its end-of-turn marker (a base-model tokenizer config's
+`<|endoftext|>`), so without stop sequences it wrote past `<|im_end|>` into invented turns.
+The experiment also runs that configuration faithfully: the same weights and adapters served
+from `punie.mlx.variants.eos_variant` (eos `<|endoftext|>`), with and without stop sequences.
+Its rows show the tokens generated after the answer (the server's usage) and the runs that
+invented the next turn.
+
+Stages are shared with `punie demo` (same work folder): data and the Punie adapter are reused.
 """
 
 from __future__ import annotations
@@ -18,14 +27,15 @@ from typing import Any
 from rich.console import Console
 
 from punie.loop.demo import RUNTIME_CODE, DemoConfig, build_data, train_stage
-from punie.loop.stages import Stages, code_digest
+from punie.loop.stages import Stages, code_digest, content_digest
 
 COLUMNS = (
     ("termination_rate", "terminated", "{:.0%}"),
     ("clean_stop_rate", "answered, nothing after end-of-turn", "{:.0%}"),
     ("tool_call_rate", "tool-call rate (tool tasks)", "{:.0%}"),
     ("argument_accuracy", "right tool + arguments (tool tasks)", "{:.0%}"),
-    ("tokens_after_end_per_task", "tokens after the final answer", "{:.1f}"),
+    ("tokens_after_end_per_task", "tokens after the end of the turn", "{:.1f}"),
+    ("invented_turn_rate", "invented turns", "{:.0%}"),
     ("loop_rate", "loop rate", "{:.0%}"),
     ("degenerate_rate", "degenerate rate", "{:.0%}"),
     ("pass_rate", "passed", "{:.0%}"),
@@ -35,16 +45,22 @@ COLUMNS = (
 @dataclass
 class ExperimentResult:
     rows: dict[str, dict[str, Any]]
-    """'recipe, stop on|off' -> overall metrics."""
+    """'recipe[, eos <|endoftext|>], stop on|off' -> overall metrics."""
     markdown: Path
     json: Path
     chart: Path
 
 
+EARLIER_EOS = "<|endoftext|>"
+"""The end-of-sequence token of the earlier stack's model configuration."""
+
+
 def run_recipes_experiment(config: DemoConfig, console: Console | None = None) -> ExperimentResult:
-    """Train both recipes, evaluate each with and without stop sequences, write the table."""
+    """Train both recipes, evaluate each with and without stop sequences, on the embedded model
+    and on its earlier-stack configuration (eos `<|endoftext|>`), and write the table."""
     from punie.evaluation.evaluate import EvalTarget, evaluate
     from punie.mlx.embedded import embedded_model_dir
+    from punie.mlx.variants import eos_variant
     from punie.records.task import read_tasks
 
     console = console or Console()
@@ -56,33 +72,44 @@ def run_recipes_experiment(config: DemoConfig, console: Console | None = None) -
         for recipe in ("seed", "punie")
     }
     tasks = list(read_tasks(Path(data["eval_tasks"])))
+    served = {"": model_dir, f", eos {EARLIER_EOS}": eos_variant(model_dir, EARLIER_EOS)}
     rows: dict[str, dict[str, Any]] = {}
-    for no_stop in (True, False):
-        wire = "off" if no_stop else "on"
+    for suffix, model in served.items():
+        for no_stop in (True, False):
+            wire = "off" if no_stop else "on"
 
-        def run_eval(folder: Path, no_stop: bool = no_stop) -> dict[str, Any]:
-            report = evaluate(
-                tasks,
-                [
-                    EvalTarget(recipe, model=str(model_dir), adapter=adapter)
-                    for recipe, adapter in adapters.items()
-                ],
-                out_dir=folder,
-                concurrency=config.eval_concurrency,
-                no_stop=no_stop,
-                max_tokens=config.eval_max_tokens,
-            )
-            return report.model_dump(mode="json")
+            def run_eval(folder: Path, no_stop: bool = no_stop, model: Path = model) -> dict:
+                report = evaluate(
+                    tasks,
+                    [
+                        EvalTarget(recipe, model=str(model), adapter=adapter)
+                        for recipe, adapter in adapters.items()
+                    ],
+                    out_dir=folder,
+                    concurrency=config.eval_concurrency,
+                    no_stop=no_stop,
+                    max_tokens=config.eval_max_tokens,
+                )
+                return report.model_dump(mode="json")
 
-        inputs = {
-            "tasks": [t.id for t in tasks],
-            "adapters": {k: str(v) for k, v in adapters.items()},
-            "max_tokens": config.eval_max_tokens,
-            "code": code_digest(*RUNTIME_CODE),
-        }
-        report = stages.run(f"experiment-stop-{wire}", inputs, run_eval)
-        for recipe in adapters:
-            rows[f"{recipe} recipe, stop {wire}"] = report["metrics"][recipe]["overall"]
+            inputs = {
+                "tasks": [t.id for t in tasks],
+                "adapters": {k: str(v) for k, v in adapters.items()},
+                "weights": content_digest(
+                    *(Path(a) / "adapters.safetensors" for a in adapters.values())
+                ),
+                "max_tokens": config.eval_max_tokens,
+                "code": code_digest(*RUNTIME_CODE),
+            }
+            if suffix:
+                inputs["model"] = content_digest(
+                    *(model / n for n in ("config.json", "generation_config.json",
+                                          "tokenizer_config.json"))
+                )  # fmt: skip
+            name = "experiment" + ("-eos-endoftext" if suffix else "") + f"-stop-{wire}"
+            report = stages.run(name, inputs, run_eval)
+            for recipe in adapters:
+                rows[f"{recipe} recipe{suffix}, stop {wire}"] = report["metrics"][recipe]["overall"]
 
     out = config.workdir / "experiment"
     out.mkdir(parents=True, exist_ok=True)
@@ -104,9 +131,16 @@ def recipes_table(rows: dict[str, dict[str, Any]], *, runs: int) -> str:
         for key, _, fmt in COLUMNS:
             value = metrics.get(key)
             cells.append("n/a" if value is None else fmt.format(value))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        cell = label.replace("|", "\\|")  # `<|endoftext|>` in a Markdown table cell
+        lines.append(f"| {cell} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"{runs} held-out tasks per row.")
+    lines.append(
+        f"{runs} held-out tasks per row. Rows with `eos {EARLIER_EOS}` serve the same weights and "
+        "adapters with the earlier stack's end-of-sequence token, so mlx-lm does not stop at "
+        "`<|im_end|>` by itself. Tokens after the end of the turn: from the reply's text when "
+        "nothing cut it, else from the server's usage. Invented turns: runs with a reply that "
+        "went on to write the next turn's role header (`<|im_start|>user`)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +162,10 @@ def write_chart(rows: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_xticklabels(titles, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("rate")
-    ax.set_title("Earlier recipe vs Punie's, with and without stop sequences on the wire")
+    ax.set_title(
+        "Earlier recipe vs Punie's, with and without stop sequences, "
+        f"and the earlier eos {EARLIER_EOS}"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

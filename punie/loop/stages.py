@@ -42,8 +42,8 @@ class Stages:
     console: Console = field(default_factory=Console)
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    minutes: dict[str, float] = field(default_factory=dict)
-    """Build time of each stage built in this run."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Per stage run or reused: how long its build took (when it was built)."""
 
     def run(
         self,
@@ -65,26 +65,30 @@ class Stages:
             if previous.get("fingerprint") == key:
                 self.console.print(f"[green]✓[/] {name} [dim](reused {folder})[/]")
                 self.reused.append(name)
+                self.seconds[name] = float(previous.get("seconds") or 0.0)
                 return previous["summary"]
             # Built before from other inputs: stale. (A folder with no stamp is an
             # interrupted build, kept so that training can resume.)
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.console.rule(f"[bold]{name}")
-        started = time.monotonic()
+        started = time.perf_counter()
         try:
             summary = build(folder)
         except PunieError as exc:
             log.error("stage_failed", stage=name, folder=str(folder), error=str(exc))
             raise type(exc)(f"stage {name!r} failed: {exc}") from None
+        seconds = round(time.perf_counter() - started, 1)
+        self.seconds[name] = seconds
         stamp.write_text(
-            json.dumps({"fingerprint": key, "inputs": inputs, "summary": summary}, default=str)
+            json.dumps(
+                {"fingerprint": key, "inputs": inputs, "summary": summary, "seconds": seconds},
+                default=str,
+            )
         )
         self.ran.append(name)
-        minutes = (time.monotonic() - started) / 60
-        self.minutes[name] = round(minutes, 2)
-        self.console.print(f"[green]✓[/] {name} built in {minutes:.1f} min", highlight=False)
-        log.info("stage_built", stage=name, folder=str(folder), minutes=round(minutes, 2))
+        self.console.print(f"[green]✓[/] {name} built in {seconds / 60:.1f} min", highlight=False)
+        log.info("stage_built", stage=name, folder=str(folder), seconds=seconds)
         return summary
 
 
@@ -100,6 +104,22 @@ def code_digest(*modules: str) -> str:
         files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
         for file in files:
             digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def content_digest(*paths: Path | str) -> str:
+    """A hash of files' contents (a missing file counts as absent), so a stage whose input
+    files were rebuilt in place at the same path is rebuilt too."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        digest.update(f"{path.name}\0".encode())
+        if path.is_file():
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(b"\0absent")
     return digest.hexdigest()[:16]
 
 

@@ -88,6 +88,10 @@ _TOKEN_FAMILIES: tuple[tuple[str, str], ...] = (
     ("[INST]", "mistral"),
 )
 
+# End-of-turn tokens of the known families: one the chat template writes ends a turn even when
+# the folder's eos is another token (a base-model tokenizer config names `<|endoftext|>`).
+_END_OF_TURN_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
+
 # A template literal written right before the role: '<|im_start|>' + message['role'].
 _ROLE_HEADER = re.compile(
     r"""(?P<q>['"])(?P<header>(?:(?!(?P=q)).){1,40}?)(?P=q)\s*\+\s*"""
@@ -258,7 +262,8 @@ def _from_folder(folder: Path) -> ModelProfile | None:
         return None
 
     in_template = tuple(t for t in eos_tokens if template and t in template)
-    end_of_turn = in_template or eos_tokens[:1]
+    written = tuple(t for t in _END_OF_TURN_TOKENS if template and t in template)
+    end_of_turn = _unique([*in_template, *written]) or eos_tokens[:1]
     headers = _role_headers(template)
     # A model that writes the tool's own turn marker is inventing a tool result.
     invented = tuple(t for t in _TOOL_RESULT_TAGS if template and t in template)

@@ -167,3 +167,27 @@ def test_a_bad_results_file_is_one_clear_error(repo: Path, tmp_path: Path) -> No
         assert "results.jsonl:1" in str(exc) and "'passed'" in str(exc)
     else:
         raise AssertionError("a row without 'passed' must be refused")
+
+
+def test_verified_harvest_names_the_task_repository_and_skips_known_questions(
+    repo: Path, tmp_path: Path
+) -> None:
+    traces, runs = _traces(repo, tmp_path)
+    results = tmp_path / "results.jsonl"
+    rows = [
+        {"run_id": runs["square"].run_id, "passed": True, "repo_name": "shapes"},
+        {"run_id": runs["secret"].run_id, "passed": True, "repo_name": "shapes"},
+        {"run_id": runs["big"].run_id, "passed": False, "repo_name": "shapes"},
+    ]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "verified.jsonl"
+    report = harvest_traces(
+        traces, out, verified=results, exclude_questions={"What is in config.txt?"}
+    )
+    kept = list(read_conversations(out))
+    assert [c.meta.row_id for c in kept] == [runs["square"].run_id]
+    assert kept[0].meta.repository == "shapes"  # the task's name, not the folder's
+    assert kept[0].meta.source == "harvested"
+    assert report.dropped["question_already_in_training"] == 1
+    # big failed; square_again and placeholder have no result row
+    assert report.dropped["not_verified"] == 3

@@ -207,3 +207,34 @@ def test_stock_mlx_lm_lora_trains_on_the_mix_folder(no_test_mix, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (adapter / "adapters.safetensors").is_file()
     assert "Training" in done.stdout
+
+
+def test_harvested_runs_join_train_and_are_kept_when_code_is_downsampled(
+    inputs, tmp_path: Path
+) -> None:
+    harvested = []
+    for number, conversation in enumerate(read_conversations(inputs["anyio"])):
+        if number == 5:
+            break
+        data = conversation.model_dump()
+        data["messages"][1]["content"] += f" (round 1, run {number})"
+        data["meta"].update(source="harvested", license="own runs", row_id=f"run-{number}",
+                            repository="rich")  # fmt: skip
+        harvested.append(Conversation.model_validate(data))
+    own = tmp_path / "verified.jsonl"
+    write_conversations(own, harvested)
+    # Few generic rows: code is over-represented and downsampled to keep 70/30.
+    card = mix_datasets(
+        [inputs["anyio"], own],
+        [inputs["when2call"]],
+        tmp_path / "out",
+        MixConfig(ratio=0.7, seed=5, max_seq_length=4096, valid_fraction=0.5, test_fraction=0.0),
+    )
+    assert card.counts["train"]["harvested"] == 5
+    assert abs(card.ratio_achieved["train"] - 0.7) < 0.05
+    assert card.counts["train"]["generated"] < sum(1 for _ in read_conversations(inputs["anyio"]))
+    questions = {r["messages"][1]["content"] for r in _rows(tmp_path / "out" / "train.jsonl")}
+    assert {c.messages[1].content for c in harvested} <= questions
+    valid = tmp_path / "out" / "valid.jsonl"
+    if valid.exists():  # split by repository, like generated tasks: none in valid
+        assert not any("(round 1, run" in r["messages"][1]["content"] for r in _rows(valid))

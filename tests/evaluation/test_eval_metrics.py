@@ -116,6 +116,9 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
     assert after > 10
     assert runaway["tokens_after_end"] == after
     assert right["tokens_after_end"] == wrong_arg["tokens_after_end"] == 0
+    # It wrote the user's next turn itself: an invented turn; the others did not.
+    assert runaway["invented_turns"] == 1
+    assert right["invented_turns"] == wrong_arg["invented_turns"] == loop["invented_turns"] == 0
 
     overall = report.overall("scripted")
     assert overall.runs == 4
@@ -127,6 +130,8 @@ def test_metrics_of_scripted_runs_without_stop(tasks, model_dir: Path, tmp_path:
     assert overall.answer_accuracy == 0.75
     assert overall.pass_rate == 0.25
     assert overall.clean_stop_rate == 0.5
+    assert overall.invented_turn_rate == 0.25
+    assert overall.rates["invented_turn_rate"].n == 4
     # Every rate carries its Wilson 95% interval and the number of tasks it is over.
     passed = overall.rates["pass_rate"]
     assert (passed.n, passed.successes) == (4, 1)
@@ -227,3 +232,25 @@ def test_report_files_hold_the_side_by_side_table(tasks, model_dir: Path, tmp_pa
     assert len(rows) == 8
     assert (tmp_path / "base" / "traces.jsonl").is_file()
     assert (tmp_path / "tuned" / "traces.jsonl").is_file()
+
+
+@pytest.mark.parametrize(
+    ("text", "invented"),
+    [
+        (RUNAWAY, True),
+        ("Paris.<|im_end|>\n<|im_end|><|im_start|>system\nYou are...", True),
+        ("Paris.\nUSER: and Berlin?", True),
+        ("Paris.<|im_end|>", False),
+        ("Paris.<|im_end|>!<|im_end|>!<|im_end|>", False),  # runaway, but no new turn
+        ("Paris.<|im_end|>\n<tool_response>\n{}", False),
+        ("the user asked about <|im_start|> tokens", False),  # no role after it
+        ("Paris.", False),
+    ],
+)
+def test_an_invented_turn_is_a_role_header_written_after_the_end(
+    text: str, invented: bool, model_dir: Path
+) -> None:
+    from punie.evaluation.overrun import invented_turn
+
+    markers = resolve_profile(model_dir=model_dir).cut_markers
+    assert invented_turn(text, markers) is invented

@@ -244,6 +244,19 @@ def test_qwen25_folder_gives_im_end_endoftext_and_role_header(qwen25_dir: Path) 
     assert profile.source == f"model folder {qwen25_dir}"
 
 
+def test_a_base_model_eos_still_ends_turns_at_the_templates_end_of_turn(qwen25_dir: Path) -> None:
+    """A base-model config names <|endoftext|> as eos; the chat template still ends every turn
+    with <|im_end|>, so that is the end of turn and the first stop sequence."""
+    config = json.loads((qwen25_dir / "tokenizer_config.json").read_text())
+    config["eos_token"] = "<|endoftext|>"
+    _write(qwen25_dir, "tokenizer_config.json", config)
+    _write(qwen25_dir, "generation_config.json", {"eos_token_id": 151643})
+    profile = resolve_profile(model_dir=qwen25_dir)
+    assert profile.family == "chatml"
+    assert profile.end_of_turn == ("<|im_end|>",)
+    assert profile.stop_sequences[:3] == ("<|im_end|>", "<|endoftext|>", "<|im_start|>")
+
+
 def test_llama3_folder_gives_eot_end_of_text_and_header(llama3_dir: Path) -> None:
     profile = resolve_profile(model_dir=llama3_dir)
     assert profile.family == "llama3"
