@@ -14,10 +14,9 @@ from punie.cli.data import generate as generate_command
 from punie.data.generate.phrasing import HELD_OUT, TRAIN
 from punie.data.generate.tasks import GeneratedTask, generate_tasks
 from punie.evaluation.checks import check_call, check_executed
-from punie.evaluation.evaluate import tool_schemas
 from punie.records.conversation import read_conversations
 from punie.records.task import TaskSpec, read_tasks, write_tasks
-from punie.runtime.agent import SYSTEM_PROMPT, code_tool_schemas
+from punie.records.toolset import SYSTEM_PROMPT, code_tool_schemas, tool_parameters
 from punie.runtime.tools import Workspace, grep, read_file, run_command, write_file
 
 PACKAGE = Path(anyio_package.__file__).parent
@@ -195,7 +194,7 @@ def test_every_reference_call_is_right_by_the_strict_and_the_executed_verdict(ge
     """The call each conversation makes (for recovery, the call after the error) is one its own
     task accepts, and its real result holds the task's result facts."""
     tasks, _ = generated
-    schemas = tool_schemas()
+    schemas = tool_parameters()
     with_facts = 0
     for t in tasks:
         if t.task.expected_tool is None:

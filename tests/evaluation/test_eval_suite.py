@@ -13,12 +13,12 @@ from punie.errors import DataError, ToolError
 from punie.evaluation.checks import check_call, missing_facts
 from punie.evaluation.suite import EVAL_DIR, TOOL_CATEGORIES, load_suite, shipped_suites
 from punie.records.task import TaskSpec
-from punie.runtime.agent import code_tool_schemas
+from punie.records.toolset import tool_parameters
 from punie.runtime.tools import Workspace, detect_sandbox, grep, read_file, run_command
 
 SUITE = EVAL_DIR / "bookshelf.jsonl"
 TASKS = load_suite([SUITE])
-SCHEMAS = {s["function"]["name"]: s["function"]["parameters"] for s in code_tool_schemas()}
+SCHEMAS = tool_parameters()
 
 
 @pytest.fixture(scope="module")
