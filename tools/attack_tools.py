@@ -9,6 +9,9 @@ call, and every bad input came back as one `ToolError`, in bounded time and memo
     uv run python tools/attack_tools.py              # with the sandbox this machine has
     uv run python tools/attack_tools.py --no-sandbox # as without bwrap: commands must be refused
     uv run python tools/attack_tools.py --unsandboxed # the opt-in: shows what the sandbox stops
+
+The tests import its helpers (`processes_with`, `git_repo_with_hook`,
+`folder_swapped_for_symlink`) from here: pytest has `tools/` on its path.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -47,6 +49,70 @@ from punie.runtime.tools import (
 
 SECRET = "PUNIE-ATTACK-SECRET-7f3a"
 KEY = "sk-attack-key-91c2"
+
+
+def processes_with(text: str) -> list[int]:
+    """Live processes (not zombies) whose command line holds `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if text in cmdline and state not in {"Z", "X"}:
+                found.append(int(entry.name))
+    return found
+
+
+def git_repo_with_hook(repo: Path) -> Path:
+    """`git init` in `repo`, with an executable pre-commit hook that does nothing."""
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    return repo
+
+
+_SWAPPER = """
+import os, shutil, sys, time
+d, outside = sys.argv[1], sys.argv[2]
+real, link = d + ".real", d + ".link"
+os.symlink(outside, link)
+def restore():
+    for _ in range(1000):
+        try:
+            if os.path.islink(d):
+                os.unlink(d)
+            if os.path.isdir(real):
+                if os.path.lexists(d):
+                    shutil.rmtree(d)
+                os.rename(real, d)
+            if not os.path.lexists(link):
+                os.symlink(outside, link)
+            return
+        except OSError:
+            pass
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    try:
+        os.rename(d, real); os.rename(link, d); os.rename(d, link); os.rename(real, d)
+    except OSError:  # a tool made `d` while it was away: put the real one back
+        restore()
+"""
+
+
+@contextlib.contextmanager
+def folder_swapped_for_symlink(folder: Path, outside: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A helper process swapping `folder` for a symlink to `outside` and back, as fast as it
+    can (for at most 60 s), until the block ends; `poll()` is None while it still races."""
+    helper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(folder), str(outside)])
+    try:
+        yield helper
+    finally:
+        helper.kill()
+        helper.wait()
 
 
 @dataclass
@@ -273,7 +339,7 @@ def sandbox_attacks(lab: Lab) -> list[Attack]:
         with contextlib.suppress(ToolError):
             lab.cmd(f"setsid -f {daemon}; nohup {daemon} >/dev/null 2>&1 & disown; echo ok")
         time.sleep(1.0)
-        return not _alive_with(marker)
+        return not processes_with(marker)
 
     def no_caps(lab: Lab) -> bool:
         try:
@@ -303,64 +369,20 @@ def sandbox_attacks(lab: Lab) -> list[Attack]:
     return attacks
 
 
-def _alive_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if text in cmdline and state not in {"Z", "X"}:
-                found.append(int(entry.name))
-    return found
-
-
 def race_attacks(lab: Lab) -> list[Attack]:
     """A helper swapping a folder for a symlink to the outside, while the tools read/write."""
 
     def race(lab: Lab) -> bool:
         (lab.repo / "d").mkdir(exist_ok=True)
         (lab.repo / "d" / "secret.txt").write_text("inside\n")
-        swapper = textwrap.dedent(f"""
-            import os, shutil, time
-            d, real, link = {str(lab.repo / "d")!r}, {str(lab.repo / "d.r")!r}, {str(lab.repo / "d.l")!r}
-            outside = {str(lab.outside)!r}
-            os.symlink(outside, link)
-            def restore():
-                for _ in range(1000):
-                    try:
-                        if os.path.islink(d):
-                            os.unlink(d)
-                        if os.path.isdir(real):
-                            if os.path.lexists(d):
-                                shutil.rmtree(d)
-                            os.rename(real, d)
-                        if not os.path.lexists(link):
-                            os.symlink(outside, link)
-                        return
-                    except OSError:
-                        pass
-            end = time.monotonic() + 60
-            while time.monotonic() < end:
-                try:
-                    os.rename(d, real); os.rename(link, d); os.rename(d, link); os.rename(real, d)
-                except OSError:  # a tool made `d` while it was away: put the real one back
-                    restore()
-        """)  # noqa: E501
-        helper = subprocess.Popen([sys.executable, "-c", swapper])
         leaks = 0
-        try:
+        with folder_swapped_for_symlink(lab.repo / "d", lab.outside) as helper:
             end = time.monotonic() + 3
             while time.monotonic() < end:
                 leaks += not _safe_read(lab, "d/secret.txt")
                 with contextlib.suppress(ToolError):
                     write_file(lab.ws, "d/new.txt", "x")
             swapping = helper.poll() is None  # the helper raced the whole time
-        finally:
-            helper.kill()
-            helper.wait()
         return swapping and leaks == 0 and lab.outside_unchanged()
 
     return [("race", "swap folder for symlink (read+write, 3 s)", race)]
@@ -481,10 +503,7 @@ def make_lab(sandbox: Sandbox) -> Iterator[Lab]:
         (repo / "pkg").mkdir(parents=True)
         (repo / "README.md").write_text("# target\n")
         (repo / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
-        hook = repo / ".git" / "hooks" / "pre-commit"
-        hook.write_text("#!/bin/sh\nexit 0\n")
-        hook.chmod(0o755)
+        git_repo_with_hook(repo)
         outside = Path(out)
         secret = outside / "secret.txt"
         secret.write_text(SECRET + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +50,22 @@ def convert(
     output_file(out, "--out")
     if report is not None:
         output_file(report, "--report")
+    with _progress(f"convert {source.value}", limit) as advance:
+        result = convert_file(
+            source.value,
+            input,
+            out,
+            report_path=report,
+            limit=limit,
+            on_row=advance,
+        )
+    console.print(result.table())
+    console.print(f"wrote {result.converted} conversations to {out}")
+
+
+@contextmanager
+def _progress(description: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """A transient bar for one piece of work; yields the callback that advances it by one."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -56,28 +74,8 @@ def convert(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"convert {source.value}", total=limit)
-        result = convert_file(
-            source.value,
-            input,
-            out,
-            report_path=report,
-            limit=limit,
-            on_row=lambda: progress.advance(task),
-        )
-    console.print(result.table())
-    console.print(f"wrote {result.converted} conversations to {out}")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
 
 
 @data_app.command("generate")
@@ -107,8 +105,7 @@ def generate(
     output_file(out, "--out")
     if tasks_out is not None:
         output_file(tasks_out, "--tasks-out")
-    with _progress() as progress:
-        task = progress.add_task(f"generate {repo_name or repo.name}", total=limit)
+    with _progress(f"generate {repo_name or repo.name}", limit) as advance:
         report = generate_to_files(
             repo,
             out,
@@ -118,7 +115,7 @@ def generate(
             seed=seed,
             snapshot_dir=snapshot_dir,
             phrasing=phrasing,
-            on_task=lambda: progress.advance(task),
+            on_task=advance,
         )
     console.print(report.table())
     console.print(f"wrote {report.total} conversations to {out} (repository {report.repo})")
@@ -141,11 +138,8 @@ def harvest(
     if verified is not None:
         input_file(verified, "--verified")
     output_file(out, "--out")
-    with _progress() as progress:
-        task = progress.add_task("harvest", total=None)
-        report = harvest_traces(
-            traces, out, verified=verified, on_run=lambda: progress.advance(task)
-        )
+    with _progress("harvest", None) as advance:
+        report = harvest_traces(traces, out, verified=verified, on_run=advance)
     console.print(report.table())
     console.print(f"wrote {report.kept} conversations to {out}")
 
@@ -190,11 +184,8 @@ def mix(
         held_out_repos=tuple(held_out_repo or ()),
         valid_repos=tuple(valid_repo or ()),
     )
-    with _progress() as progress:
-        task = progress.add_task("validate and mix", total=None)
-        card = mix_datasets(
-            code, generic or [], out, config, on_item=lambda: progress.advance(task)
-        )
+    with _progress("validate and mix", None) as advance:
+        card = mix_datasets(code, generic or [], out, config, on_item=advance)
     for table in card.tables():
         console.print(table)
     written = [f"{split}.jsonl" for split, rows in card.examples.items() if rows]

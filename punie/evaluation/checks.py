@@ -203,20 +203,19 @@ def _schema_type(declared: Mapping[str, Any]) -> str | None:
     return options[0] if len(options) == 1 and isinstance(options[0], str) else None
 
 
+# bool before int: a bool is an int to isinstance, never to JSON schema.
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def _value_type(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return None
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), None)
 
 
 def _type_ok(value: Any, expected_type: str) -> bool:

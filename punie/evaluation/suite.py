@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import get_args
 
 import structlog
 
@@ -17,14 +18,8 @@ from punie.shipped import shipped_path
 
 log = structlog.get_logger(__name__)
 
-CATEGORIES: tuple[TaskCategory, ...] = (
-    "single_tool",
-    "multi_step",
-    "direct_answer",
-    "cannot_answer",
-    "ask_back",
-    "recovery",
-)
+CATEGORIES: tuple[TaskCategory, ...] = get_args(TaskCategory)
+"""Every category, in the order reports list them (the order `TaskCategory` declares)."""
 TOOL_CATEGORIES: frozenset[str] = frozenset({"single_tool", "multi_step", "recovery"})
 
 EVAL_DIR = shipped_path("eval")

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import platformdirs
 import structlog
@@ -197,20 +197,24 @@ def blas_verdict(
     return verdict
 
 
+class VerdictOptions(TypedDict, total=False):
+    """The keyword arguments `choose_blas` hands on to `blas_verdict` (see there)."""
+
+    remeasure: bool
+    cache_dir: Path | None
+    cpu: str | None
+    openblas_paths: Sequence[Path] | None
+    wheel_paths: Sequence[Path] | None
+    mkl_paths: Sequence[Path] | None
+
+
 def choose_blas(
-    *,
-    enabled: bool = True,
-    platform: str | None = None,
-    remeasure: bool = False,
-    cache_dir: Path | None = None,
-    cpu: str | None = None,
-    openblas_paths: Sequence[Path] | None = None,
-    wheel_paths: Sequence[Path] | None = None,
-    mkl_paths: Sequence[Path] | None = None,
+    *, enabled: bool = True, platform: str | None = None, **verdict: Unpack[VerdictOptions]
 ) -> BlasChoice:
     """The BLAS for MLX child processes: measured once per machine, then cached (see module doc).
 
     `enabled=False` keeps the reference BLAS; `PUNIE_BLAS` forces one; macOS uses Accelerate.
+    The other keywords go to `blas_verdict`.
     """
     platform = platform or sys.platform
     if platform == "darwin":
@@ -220,15 +224,7 @@ def choose_blas(
     override = blas_override()
     if override == REFERENCE:
         return BlasChoice(REFERENCE_NAME, None, {}, key=REFERENCE)
-    chosen = blas_verdict(
-        remeasure=remeasure,
-        override=override,
-        cache_dir=cache_dir,
-        cpu=cpu,
-        openblas_paths=openblas_paths,
-        wheel_paths=wheel_paths,
-        mkl_paths=mkl_paths,
-    ).chosen
+    chosen = blas_verdict(override=override, **verdict).chosen
     if chosen.key == REFERENCE:
         log.warning(
             "blas_reference_only",

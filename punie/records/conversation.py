@@ -320,6 +320,18 @@ class ConversationBuilder:
             Message(role="tool", content=content.strip(), tool_call_id=call.id, name=call.name)
         )
 
+    def turn(self, role: str, content: str) -> None:
+        """One turn by its OpenAI role: system, user, assistant (as text) or tool."""
+        adders = {
+            "system": self.system,
+            "user": self.user,
+            "assistant": self.assistant_text,
+            "tool": self.tool,
+        }
+        if role not in adders:
+            raise RowRejected("unknown_role", role)
+        adders[role](content)
+
     @property
     def calls(self) -> list[ToolCall]:
         return [c for m in self.messages for c in m.tool_calls]

@@ -48,12 +48,19 @@ def _family(
     family: str, end_of_turn: tuple[str, ...], other_stops: tuple[str, ...]
 ) -> ModelProfile:
     stops = _unique([*end_of_turn, *other_stops])
+    return _profile(family, stops, end_of_turn, f"family {family}")
+
+
+def _profile(
+    family: str, stops: tuple[str, ...], end_of_turn: tuple[str, ...], source: str
+) -> ModelProfile:
+    """A profile that cuts on its stop sequences and on leaked role headers."""
     return ModelProfile(
         family=family,
         stop_sequences=stops,
         end_of_turn=end_of_turn,
         cut_markers=_unique([*stops, *LEAKED_ROLE_HEADERS]),
-        source=f"family {family}",
+        source=source,
     )
 
 
@@ -269,13 +276,7 @@ def _from_folder(folder: Path) -> ModelProfile | None:
     invented = tuple(t for t in _TOOL_RESULT_TAGS if template and t in template)
     stops = _unique([*end_of_turn, *eos_tokens, *headers, *invented])
     family = next((f for token, f in _TOKEN_FAMILIES if token in stops), "custom")
-    return ModelProfile(
-        family=family,
-        stop_sequences=stops,
-        end_of_turn=end_of_turn,
-        cut_markers=_unique([*stops, *LEAKED_ROLE_HEADERS]),
-        source=f"model folder {folder}",
-    )
+    return _profile(family, stops, end_of_turn, f"model folder {folder}")
 
 
 def _role_headers(template: str | None) -> tuple[str, ...]:

@@ -26,6 +26,14 @@ def _calls(conversation) -> list[tuple[str, dict]]:
     return [(c.name, c.arguments) for m in conversation.messages for c in m.tool_calls]
 
 
+# A system prompt, the question, one call, its result and the answer.
+ONE_CALL_ROLES = ["system", "user", "assistant", "tool", "assistant"]
+
+
+def _roles(conversation) -> list[str]:
+    return [m.role for m in conversation.messages]
+
+
 # Outcome per real row, by its index in glaive_real_rows.jsonl, read from its fidelity/note:
 # rows that lost their system prompt cannot offer a schema for their calls; copies that lost
 # every newline cannot be split into turns; a system-only row has no chat.
@@ -159,15 +167,7 @@ def test_consecutive_assistant_turns_merge_with_prose_before_the_call() -> None:
     assert first_call.role == "assistant"
     assert first_call.content == "Of course, I can help you with that. Let me calculate it for you."
     assert [c.name for c in first_call.tool_calls] == ["calculate_loan_payment"]
-    assert [m.role for m in conversation.messages] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-        "user",
-        "assistant",
-    ]
+    assert _roles(conversation) == [*ONE_CALL_ROLES, "user", "assistant"]
 
 
 def test_row_ending_on_user_turn_is_trimmed_and_duplicates_deduped() -> None:
@@ -248,13 +248,7 @@ def test_chatml_and_flat_prompt_variants(index: int) -> None:
     assert _calls(conversation) == [
         ("create_contact", {"name": "John Doe", "email": "johndoe@example.com"})
     ]
-    assert [m.role for m in conversation.messages] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-    ]
+    assert _roles(conversation) == ONE_CALL_ROLES
 
 
 def test_openai_messages_variant() -> None:

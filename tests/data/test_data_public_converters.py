@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from public_rows import HERMES_FLIGHT_SEARCH
 
 from punie.data.convert.hermes import convert_hermes
 from punie.data.convert.when2call import convert_when2call
@@ -101,19 +102,7 @@ def test_hermes_function_call_row(rows) -> None:
     assert conversation.meta.row_id == "753d8365-0e54-43b1-9514-3f9b819fd31c"
     assert conversation.tool_names == ["search_flights"]
     assert "search_flights" not in conversation.messages[0].content  # the template renders tools
-    assert _calls(conversation) == [
-        (
-            "search_flights",
-            {
-                "departure_city": "Los Angeles",
-                "destination_city": "Auckland",
-                "departure_date": "2023-07-10",
-                "return_date": "2023-07-24",
-                "class": "economy",
-                "flexible_cancellation": True,
-            },
-        )
-    ]
+    assert _calls(conversation) == [(HERMES_FLIGHT_SEARCH.name, HERMES_FLIGHT_SEARCH.arguments)]
     tool = conversation.messages[3]
     assert tool.role == "tool" and tool.tool_call_id == "call_0"
     assert json.loads(tool.content)["flights"][0]["flight_number"] == "AA118"

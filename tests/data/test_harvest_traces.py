@@ -6,26 +6,16 @@ import json
 from pathlib import Path
 
 import anyio
-from pydantic_ai.messages import (
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    TextPart,
-    ToolCallPart,
-    ToolReturnPart,
-)
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from scripted_agent import run_scripted, tool_returns
 
 from punie.data.harvest import harvest_traces
 from punie.records.conversation import read_conversations
-from punie.records.profile import resolve_profile
-from punie.records.trace import RunOutcome, TraceWriter
-from punie.runtime.agent import ToolDeps, create_agent
+from punie.records.trace import RunOutcome
 from punie.runtime.guards import Budgets
-from punie.runtime.runner import RunTarget, run_agent
 from punie.runtime.tools import cap_output
 
-PROFILE = resolve_profile("qwen2.5-coder")
 OPENAI_KEY = "sk-proj-" + "a1B2c3D4e5" * 4
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5" * 4
 PEM = (
@@ -34,21 +24,11 @@ PEM = (
 )
 
 
-def _returns(messages: list[ModelMessage]) -> list[ToolReturnPart]:
-    return [
-        p
-        for m in messages
-        if isinstance(m, ModelRequest)
-        for p in m.parts
-        if isinstance(p, ToolReturnPart)
-    ]
-
-
 def _reader(path: str, answer: str) -> FunctionModel:
     """A model that reads one file, then answers."""
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        if not _returns(messages):
+        if not tool_returns(messages):
             return ModelResponse(parts=[ToolCallPart("read_file", {"path": path})])
         return ModelResponse(parts=[TextPart(answer)])
 
@@ -60,19 +40,7 @@ def _looper(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
 
 
 def _run(model: FunctionModel, question: str, repo: Path, traces: Path) -> RunOutcome:
-    agent = create_agent(PROFILE, model=model)
-
-    async def go() -> RunOutcome:
-        return await run_agent(
-            agent,
-            question,
-            ToolDeps.for_repo(repo),
-            RunTarget(model="scripted", profile=PROFILE),
-            budgets=Budgets(repeat_limit=3),
-            trace=TraceWriter(traces),
-        )
-
-    return anyio.run(go)
+    return anyio.run(run_scripted, model, question, repo, traces, Budgets(repeat_limit=3))
 
 
 def _traces(repo: Path, tmp_path: Path) -> tuple[Path, dict[str, RunOutcome]]:

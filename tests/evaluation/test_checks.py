@@ -15,15 +15,24 @@ from punie.records.toolset import tool_parameters
 SCHEMAS = tool_parameters()
 
 
-def _read(arguments, expected, optional=()):
+def _check(tool, arguments, expected, optional=()):
+    """Check a call of one of the code tools, expecting that tool, against its schema."""
     return check_call(
-        "read_file",
+        tool,
         arguments,
-        expected_tool="read_file",
+        expected_tool=tool,
         expected_arguments=expected,
         optional_arguments=optional,
-        schema=SCHEMAS["read_file"],
+        schema=SCHEMAS[tool],
     )
+
+
+def _read(arguments, expected, optional=()):
+    return _check("read_file", arguments, expected, optional)
+
+
+def _grep(arguments, expected):
+    return _check("grep", arguments, expected)
 
 
 def test_wrong_function_name_is_the_first_and_only_error() -> None:
@@ -72,31 +81,16 @@ def test_paths_are_normalised() -> None:
 def test_strings_compare_after_bfcl_standardisation() -> None:
     assert standardize_string("San Francisco, CA") == standardize_string("san francisco ca")
     assert standardize_string("it's") == 'it"s'
-    verdict = check_call(
-        "grep",
-        {"pattern": "Class Shelf"},
-        expected_tool="grep",
-        expected_arguments={"pattern": ["class Shelf"]},
-        schema=SCHEMAS["grep"],
-    )
+    verdict = _grep({"pattern": "Class Shelf"}, {"pattern": ["class Shelf"]})
     assert verdict.valid
-    other = check_call(
-        "grep",
-        {"pattern": "class Book"},
-        expected_tool="grep",
-        expected_arguments={"pattern": ["class Shelf"]},
-        schema=SCHEMAS["grep"],
-    )
+    other = _grep({"pattern": "class Book"}, {"pattern": ["class Shelf"]})
     assert not other.valid
 
 
 def test_any_of_the_acceptable_values_passes() -> None:
     expected = {"pattern": ["class Shelf", "Shelf"]}
     for given in ("Shelf", "class Shelf"):
-        assert check_call(
-            "grep", {"pattern": given}, expected_tool="grep", expected_arguments=expected,
-            schema=SCHEMAS["grep"],
-        ).valid  # fmt: skip
+        assert _grep({"pattern": given}, expected).valid
 
 
 def test_missing_required_parameter() -> None:
@@ -131,13 +125,7 @@ def test_unexpected_parameters_are_wrong() -> None:
 
 
 def test_a_declared_parameter_given_with_its_default_counts_as_omitted() -> None:
-    verdict = check_call(
-        "grep",
-        {"pattern": "Shelf", "path": "."},
-        expected_tool="grep",
-        expected_arguments={"pattern": ["Shelf"]},
-        schema=SCHEMAS["grep"],
-    )
+    verdict = _grep({"pattern": "Shelf", "path": "."}, {"pattern": ["Shelf"]})
     assert verdict.valid
 
 

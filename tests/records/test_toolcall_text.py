@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from public_rows import HERMES_FLIGHT_SEARCH
 
 from punie.records.profile import known_families
 from punie.records.toolcall_text import ParsedReply, TextToolCall, cut_at_markers, parse_tool_calls
@@ -20,6 +21,14 @@ OTHER_ROWS = SHARED_DATA / "other_toolcall_rows.jsonl"
 needs_shared = pytest.mark.skipif(
     not GLAIVE_ROWS.is_file(), reason="../shared/data (real public rows) is not present"
 )
+
+
+def _assert_refused(text: str, reason: str) -> None:
+    """No call, the failure named, and the text kept as the reply."""
+    parsed = parse_tool_calls(text)
+    assert parsed.calls == ()
+    assert parsed.errors == (reason,)
+    assert parsed.content == text.strip()
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -107,10 +116,7 @@ def test_tool_call_arguments_as_json_string_and_absent() -> None:
     ],
 )
 def test_tool_call_failures_are_named_and_text_stays(text: str, reason: str) -> None:
-    parsed = parse_tool_calls(text)
-    assert parsed.calls == ()
-    assert parsed.errors == (reason,)
-    assert parsed.content == text.strip()
+    _assert_refused(text, reason)
 
 
 # --- ```json fences (the Qwen2.5-Coder failure) -------------------------------------------
@@ -254,10 +260,7 @@ def test_functioncall_quirks(text: str, call: TextToolCall) -> None:
     ],
 )
 def test_functioncall_failures_are_named(text: str, reason: str) -> None:
-    parsed = parse_tool_calls(text)
-    assert parsed.calls == ()
-    assert parsed.errors == (reason,)
-    assert parsed.content == text.strip()
+    _assert_refused(text, reason)
 
 
 def test_functioncall_with_prose_before_keeps_prose_and_drops_endoftext() -> None:
@@ -383,17 +386,7 @@ def test_sharegpt_function_call_values_parse_as_whole_reply_calls() -> None:
 def test_hermes_and_when2call_rows() -> None:
     rows = _rows(OTHER_ROWS)
     hermes = [m["value"] for m in rows[0]["record"]["conversations"] if m["from"] == "gpt"]
-    assert _one(hermes[0]) == TextToolCall(
-        "search_flights",
-        {
-            "departure_city": "Los Angeles",
-            "destination_city": "Auckland",
-            "departure_date": "2023-07-10",
-            "return_date": "2023-07-24",
-            "class": "economy",
-            "flexible_cancellation": True,
-        },
-    )
+    assert _one(hermes[0]) == HERMES_FLIGHT_SEARCH
     # This real Hermes row put "name" inside "arguments": nothing to call, and it says so.
     broken = [m["value"] for m in rows[1]["record"]["conversations"] if m["from"] == "gpt"]
     assert parse_tool_calls(broken[0]).errors == ("tool_call_missing_name",)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from attack_tools import processes_with
 from scripted_server import ScriptedServer, text_reply, tool_reply
 
 from punie.records.trace import RunOutcome, RunStatus, read_traces
@@ -42,21 +43,6 @@ def _punie(
 def _trace(path: Path) -> RunOutcome:
     (outcome,) = read_traces(path)
     return outcome
-
-
-def _alive_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state not in {"Z", "X"}:
-            found.append(int(entry.name))
-    return found
 
 
 # 1. no sandbox, no commands (unless opted in)
@@ -164,7 +150,7 @@ def test_a_fifo_and_the_time_budget_end_the_cli_on_time(repo: Path, tmp_path: Pa
     assert trace.status is RunStatus.TIMED_OUT
     assert "FIFO" in (trace.tool_calls[0].error or "")
     assert "FIFO" in (trace.tool_calls[1].error or "")
-    assert not _alive_with("sleep 61.3")
+    assert not processes_with("sleep 61.3")
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -196,7 +182,7 @@ def test_a_signal_during_a_command_kills_it_and_writes_the_trace(
     assert process.returncode == code, out + err
     assert took < 10, f"exited {took:.1f} s after the signal"
     assert "Traceback" not in out + err
-    assert not _alive_with(marker)
+    assert not processes_with(marker)
     trace = read_traces(trace_path)
     (outcome,) = trace
     assert outcome.status is RunStatus.INTERRUPTED

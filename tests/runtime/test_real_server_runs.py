@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from attack_tools import processes_with
 from model_helpers import write_random_adapter
 from scripted_server import Forward, ScriptedServer, tool_reply
 from transformers import AutoTokenizer
@@ -129,20 +130,6 @@ def test_suppressed_end_of_turn_still_ends_within_budget_via_the_cli(
     assert outcome.exchanges[0].finish_reason == "length"
 
 
-def _live_processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().split()[2]
-            except OSError:
-                continue
-            if text in cmdline and state != "Z":
-                found.append(int(entry.name))
-    return found
-
-
 def test_punie_run_without_base_url_serves_the_embedded_model_and_leaves_no_server(
     repo: Path, tmp_path: Path
 ) -> None:
@@ -159,7 +146,7 @@ def test_punie_run_without_base_url_serves_the_embedded_model_and_leaves_no_serv
     assert done.returncode == (0 if outcome.status is RunStatus.ANSWERED else 1)
     assert outcome.base_url is not None
     port = outcome.base_url.rsplit(":", 1)[1].split("/")[0]
-    assert not _live_processes_with(f"--port {port}")
+    assert not processes_with(f"--port {port}")
     assert outcome.model.endswith(embedded_model_dir().name)
 
 

@@ -5,47 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic_ai.messages import (
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    TextPart,
-    ToolCallPart,
-    ToolReturnPart,
-)
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from scripted_agent import run_scripted, tool_returns
 
-from punie.records.profile import resolve_profile
-from punie.records.trace import RunStatus, TraceWriter, read_traces
-from punie.runtime.agent import ToolDeps, create_agent
+from punie.records.trace import RunStatus, read_traces
 from punie.runtime.guards import Budgets
-from punie.runtime.runner import RunTarget, run_agent
-
-PROFILE = resolve_profile("qwen2.5-coder")
-
-
-def _tool_returns(messages: list[ModelMessage]) -> list[ToolReturnPart]:
-    return [
-        part
-        for message in messages
-        if isinstance(message, ModelRequest)
-        for part in message.parts
-        if isinstance(part, ToolReturnPart)
-    ]
 
 
 async def _run(model: FunctionModel, repo: Path, tmp_path: Path, budgets: Budgets | None = None):
-    agent = create_agent(PROFILE, model=model)
-    trace = TraceWriter(tmp_path / "traces.jsonl")
-    outcome = await run_agent(
-        agent,
-        "Where is Square defined?",
-        ToolDeps.for_repo(repo),
-        RunTarget(model="scripted", profile=PROFILE),
-        budgets=budgets,
-        trace=trace,
-    )
-    return outcome, list(read_traces(trace.path))
+    trace = tmp_path / "traces.jsonl"
+    outcome = await run_scripted(model, "Where is Square defined?", repo, trace, budgets)
+    return outcome, list(read_traces(trace))
 
 
 async def test_text_tool_calls_run_as_real_tools_and_results_reach_the_model(
@@ -54,7 +25,7 @@ async def test_text_tool_calls_run_as_real_tools_and_results_reach_the_model(
     seen: list[list[ToolReturnPart]] = []
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        returns = _tool_returns(messages)
+        returns = tool_returns(messages)
         seen.append(returns)
         if not returns:
             fence = '```json\n{"name": "grep", "arguments": {"pattern": "class Square"}}\n```'
@@ -107,7 +78,7 @@ async def test_varied_calls_without_an_answer_exhaust_the_request_budget(
     repo: Path, tmp_path: Path
 ) -> None:
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        step = len(_tool_returns(messages))
+        step = len(tool_returns(messages))
         return ModelResponse(parts=[ToolCallPart("grep", {"pattern": f"x{step}"})])
 
     outcome, traces = await _run(FunctionModel(model), repo, tmp_path, Budgets(max_requests=4))
@@ -118,7 +89,7 @@ async def test_varied_calls_without_an_answer_exhaust_the_request_budget(
 
 async def test_tool_errors_go_back_to_the_model_as_results(repo: Path, tmp_path: Path) -> None:
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        returns = _tool_returns(messages)
+        returns = tool_returns(messages)
         if not returns:
             return ModelResponse(parts=[ToolCallPart("read_file", {"path": "../outside.txt"})])
         return ModelResponse(parts=[TextPart(f"I got: {returns[0].content}")])
@@ -157,7 +128,7 @@ async def test_each_traced_call_carries_its_result_kind_and_the_sandbox(
     ]
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        step = len(_tool_returns(messages))
+        step = len(tool_returns(messages))
         if step < len(calls):
             return ModelResponse(parts=[calls[step]])
         return ModelResponse(parts=[TextPart("done")])

@@ -190,21 +190,13 @@ def _from_openai(record: dict[str, Any], row_id: str) -> Conversation:
     tools = unique_tools(request.get("tools") or [])
     builder = ConversationBuilder()
     for message in messages:
-        role, content = message.get("role"), str(message.get("content") or "")
-        if role == "system":
-            builder.system(content)
-        elif role == "user":
-            builder.user(content)
-        elif role == "assistant":
-            calls = [_openai_call(c) for c in message.get("tool_calls") or []]
-            if calls:
-                builder.assistant(content, calls)
-            else:
-                builder.assistant_text(content)
-        elif role == "tool":
-            builder.tool(content)
+        role, content = str(message.get("role")), str(message.get("content") or "")
+        tool_calls = message.get("tool_calls") if role == "assistant" else None
+        calls = [_openai_call(c) for c in tool_calls or []]
+        if calls:
+            builder.assistant(content, calls)
         else:
-            raise RowRejected("unknown_role", str(role))
+            builder.turn(role, content)
     return _finish(builder, tools, row_id)
 
 

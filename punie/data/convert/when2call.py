@@ -83,17 +83,7 @@ def _from_messages(record: dict[str, Any], row_id: str) -> Conversation:
         messages.append(record["chosen_response"])
     builder = ConversationBuilder()
     for message in messages:
-        role, content = message.get("role"), str(message.get("content") or "")
-        if role == "system":
-            builder.system(content)
-        elif role == "user":
-            builder.user(content)
-        elif role == "assistant":
-            builder.assistant_text(content)
-        elif role == "tool":
-            builder.tool(content)
-        else:
-            raise RowRejected("unknown_role", str(role))
+        builder.turn(str(message.get("role")), str(message.get("content") or ""))
     last = builder.messages[-1] if builder.messages else None
     if builder.calls and last is not None and last.tool_calls:
         kind = "tool_call"

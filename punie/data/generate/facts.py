@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -123,47 +124,34 @@ def _summary(node: ast.AST) -> str | None:
     return first or None
 
 
+def _definition(
+    rel: str, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef, kind: str, **extra: Any
+) -> Definition:
+    """The facts of one class, function or method `node` in the file `rel`."""
+    return Definition(
+        name=node.name,
+        kind=kind,
+        path=rel,
+        line=node.lineno,
+        end_line=node.end_lineno or node.lineno,
+        docstring=_summary(node),
+        **extra,
+    )
+
+
 def _file_facts(rel: str, tree: ast.Module) -> tuple[list[Definition], ModuleImports]:
     definitions: list[Definition] = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            definitions.append(
-                Definition(
-                    name=node.name,
-                    kind="class",
-                    path=rel,
-                    line=node.lineno,
-                    end_line=node.end_lineno or node.lineno,
-                    bases=tuple(ast.unparse(b) for b in node.bases),
-                    docstring=_summary(node),
-                )
-            )
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    definitions.append(
-                        Definition(
-                            name=item.name,
-                            kind="method",
-                            path=rel,
-                            line=item.lineno,
-                            end_line=item.end_lineno or item.lineno,
-                            params=_params(item),
-                            docstring=_summary(item),
-                            owner=node.name,
-                        )
-                    )
+            bases = tuple(ast.unparse(b) for b in node.bases)
+            definitions.append(_definition(rel, node, "class", bases=bases))
+            definitions += [
+                _definition(rel, item, "method", params=_params(item), owner=node.name)
+                for item in node.body
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            definitions.append(
-                Definition(
-                    name=node.name,
-                    kind="function",
-                    path=rel,
-                    line=node.lineno,
-                    end_line=node.end_lineno or node.lineno,
-                    params=_params(node),
-                    docstring=_summary(node),
-                )
-            )
+            definitions.append(_definition(rel, node, "function", params=_params(node)))
     modules: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

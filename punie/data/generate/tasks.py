@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import structlog
 
@@ -104,28 +105,22 @@ def generate_tasks(
     return tasks, report
 
 
+class GenerateOptions(TypedDict, total=False):
+    """The keyword arguments of `generate_tasks`, which `generate_to_files` hands on."""
+
+    repo_name: str | None
+    limit: int
+    seed: int
+    snapshot_dir: Path | None
+    phrasing: str
+    on_task: Callable[[], None] | None
+
+
 def generate_to_files(
-    repo: Path,
-    out: Path,
-    tasks_out: Path | None = None,
-    *,
-    repo_name: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-    seed: int = 0,
-    snapshot_dir: Path | None = None,
-    phrasing: str = "train",
-    on_task: Callable[[], None] | None = None,
+    repo: Path, out: Path, tasks_out: Path | None = None, **options: Unpack[GenerateOptions]
 ) -> GenerationReport:
     """Generate tasks and write the conversations (and the task specs) as JSONL, atomically."""
-    tasks, report = generate_tasks(
-        repo,
-        repo_name=repo_name,
-        limit=limit,
-        seed=seed,
-        snapshot_dir=snapshot_dir,
-        phrasing=phrasing,
-        on_task=on_task,
-    )
+    tasks, report = generate_tasks(repo, **options)
     write_conversations(Path(out), (t.conversation for t in tasks))
     if tasks_out is not None:
         write_tasks(Path(tasks_out), (t.task for t in tasks))

@@ -13,19 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from attack_tools import folder_swapped_for_symlink, git_repo_with_hook, processes_with
 from sandbox_helpers import UNSANDBOXED
 
 from punie.errors import ToolError
 from punie.runtime.tools import Sandbox, Workspace, grep, read_file, run_command, write_file
-
-
-def _git_repo(repo: Path) -> Path:
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_text("#!/bin/sh\nexit 0\n")
-    hook.chmod(0o755)
-    return repo
-
 
 # 2. .git (and the other control paths) are read-only to every tool
 
@@ -36,7 +28,7 @@ def _git_repo(repo: Path) -> Path:
      ".venv/lib/site.pth", "sub/.git/config", ".vscode/tasks.json"],
 )  # fmt: skip
 def test_write_file_refuses_control_paths(repo: Path, path: str) -> None:
-    _git_repo(repo)
+    git_repo_with_hook(repo)
     before = (repo / ".git" / "config").read_text()
     with pytest.raises(ToolError, match="which no tool may change"):
         write_file(Workspace(repo), path, "[core]\n\tfsmonitor = touch /tmp/pwned\n")
@@ -45,7 +37,7 @@ def test_write_file_refuses_control_paths(repo: Path, path: str) -> None:
 
 
 def test_write_file_refuses_a_symlink_into_git(repo: Path) -> None:
-    _git_repo(repo)
+    git_repo_with_hook(repo)
     (repo / "hooks").symlink_to(repo / ".git" / "hooks", target_is_directory=True)
     with pytest.raises(ToolError, match="which no tool may change"):
         write_file(Workspace(repo), "hooks/pre-commit", "#!/bin/sh\ntouch /tmp/pwned\n")
@@ -56,7 +48,7 @@ def test_write_file_refuses_a_symlink_into_git(repo: Path) -> None:
 
 
 def test_sandboxed_git_config_cannot_set_fsmonitor(repo: Path, sandbox: Sandbox) -> None:
-    _git_repo(repo)
+    git_repo_with_hook(repo)
     before = (repo / ".git" / "config").read_text()
     ws = Workspace(repo)
     result = run_command(ws, "git config core.fsmonitor 'touch /tmp/pwned'", sandbox=sandbox)
@@ -69,7 +61,7 @@ def test_sandboxed_git_config_cannot_set_fsmonitor(repo: Path, sandbox: Sandbox)
 
 
 def test_reads_of_git_stay_allowed(repo: Path) -> None:
-    _git_repo(repo)
+    git_repo_with_hook(repo)
     assert "[core]" in read_file(Workspace(repo), ".git/config")
 
 
@@ -142,25 +134,9 @@ def test_setsid_daemons_do_not_outlive_the_command(repo: Path, sandbox: Sandbox)
     )  # fmt: skip
     assert result.startswith("exit code: 0")
     deadline = time.monotonic() + 5
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_with(marker) == []
-
-
-def _processes_with(text: str) -> list[int]:
-    """Live processes whose command line holds `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state not in {"Z", "X"}:
-            found.append(int(entry.name))
-    return found
+    assert processes_with(marker) == []
 
 
 def test_no_capabilities_and_no_host_processes_even_as_root(
@@ -184,38 +160,9 @@ def test_a_folder_swapped_for_a_symlink_never_leaks(repo: Path, outside_dir: Pat
     (outside_dir / "secret.txt").write_text("OUTSIDE SECRET\n")
     (repo / "d").mkdir()
     (repo / "d" / "secret.txt").write_text("inside\n")
-    swapper = textwrap.dedent(
-        f"""
-        import os, shutil, time
-        d, real, link = {str(repo / "d")!r}, {str(repo / "d.real")!r}, {str(repo / "d.link")!r}
-        outside = {str(outside_dir)!r}
-        os.symlink(outside, link)
-        def restore():
-            for _ in range(1000):
-                try:
-                    if os.path.islink(d):
-                        os.unlink(d)
-                    if os.path.isdir(real):
-                        if os.path.lexists(d):
-                            shutil.rmtree(d)
-                        os.rename(real, d)
-                    if not os.path.lexists(link):
-                        os.symlink(outside, link)
-                    return
-                except OSError:
-                    pass
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                os.rename(d, real); os.rename(link, d); os.rename(d, link); os.rename(real, d)
-            except OSError:  # a tool made `d` while it was away: put the real one back
-                restore()
-    """
-    )
-    helper = subprocess.Popen([sys.executable, "-c", swapper])
     ws = Workspace(repo)
     reads = leaks = 0
-    try:
+    with folder_swapped_for_symlink(repo / "d", outside_dir) as helper:
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
             try:
@@ -227,9 +174,6 @@ def test_a_folder_swapped_for_a_symlink_never_leaks(repo: Path, outside_dir: Pat
             with contextlib.suppress(ToolError):
                 write_file(ws, "d/written.txt", "x")
         assert helper.poll() is None, "the swapping helper died: the race was not run"
-    finally:
-        helper.kill()
-        helper.wait()
     assert reads > 0
     assert leaks == 0
     assert sorted(p.name for p in outside_dir.iterdir()) == ["secret.txt"]

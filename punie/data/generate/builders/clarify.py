@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from punie.data.generate.builders.context import BuildContext
 from punie.data.generate.builders.multi_step import FREE_GREP
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import grep_found_nothing, grep_hits, is_missing_file_error
 from punie.data.generate.toolbox import Skip
 
@@ -33,7 +33,9 @@ def missing_file(ctx: BuildContext, index: int) -> GeneratedTask:
         "If it lives elsewhere, give me its path."
     )
     expect = Expectation("read_file", {"path": [path, f"./{path}"]})
-    return ctx.task("missing_file", "cannot_answer", question, [step], answer, expect, [path])
+    return make_task(
+        ctx.origin, "missing_file", "cannot_answer", question, [step], answer, expect, [path]
+    )
 
 
 def missing_symbol(ctx: BuildContext, index: int) -> GeneratedTask:
@@ -52,7 +54,9 @@ def missing_symbol(ctx: BuildContext, index: int) -> GeneratedTask:
         "is not defined here. Check the spelling, or tell me where it should be."
     )
     expect = Expectation("grep", free=FREE_GREP)
-    return ctx.task("missing_symbol", "cannot_answer", question, [step], answer, expect, [name])
+    return make_task(
+        ctx.origin, "missing_symbol", "cannot_answer", question, [step], answer, expect, [name]
+    )
 
 
 def ambiguous_name(ctx: BuildContext, name: str) -> GeneratedTask:
@@ -71,9 +75,13 @@ def ambiguous_name(ctx: BuildContext, name: str) -> GeneratedTask:
     )
     expect = Expectation("grep", free=FREE_GREP)
     facts = [*sorted({d.path for d in defs}), "?"]
-    return ctx.task("ask_back_ambiguous_name", "ask_back", question, [step], answer, expect, facts)
+    return make_task(
+        ctx.origin, "ask_back_ambiguous_name", "ask_back", question, [step], answer, expect, facts
+    )
 
 
 def vague_request(ctx: BuildContext, index: int) -> GeneratedTask:
     question, answer = ctx.phrases.vague[index]
-    return ctx.task("ask_back_vague", "ask_back", question, [], answer, Expectation(), ["?"])
+    return make_task(
+        ctx.origin, "ask_back_vague", "ask_back", question, [], answer, Expectation(), ["?"]
+    )

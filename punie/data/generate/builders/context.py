@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 from punie.data.generate.facts import Definition, RepoFacts
 from punie.data.generate.phrasing import Phrasebook
-from punie.data.generate.record import Expectation, GeneratedTask, Origin, make_task
+from punie.data.generate.record import Origin
 from punie.data.generate.results import grep_hits
 from punie.data.generate.toolbox import Skip, Step, Toolbox
-from punie.records.task import TaskCategory
 
 ANY_PY_GLOB = ["*.py", "**/*.py", ""]
 """A grep narrowed to Python files, or not narrowed: the same search for Python code."""
@@ -47,20 +46,6 @@ class BuildContext:
         if grep_hits(step.result) != [(d.path, d.line)]:
             raise Skip("grep_disagrees_with_ast")
         return step
-
-    def task(
-        self,
-        kind: str,
-        category: TaskCategory,
-        question: str,
-        steps: Sequence[Step],
-        answer: str,
-        expect: Expectation,
-        required_facts: Sequence[str],
-    ) -> GeneratedTask:
-        return make_task(
-            self.origin, kind, category, question, steps, answer, expect, required_facts
-        )
 
 
 def code(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from punie.data.generate.builders.context import BuildContext
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 
 _BUILTINS = {
     "len": len,
@@ -61,4 +61,6 @@ def direct_answer(ctx: BuildContext, index: int) -> GeneratedTask:
         answer = f"{expr} = {shown}."
     else:
         answer = f"`{expr}` evaluates to `{shown}`."
-    return ctx.task("direct_answer", "direct_answer", question, [], answer, Expectation(), [shown])
+    return make_task(
+        ctx.origin, "direct_answer", "direct_answer", question, [], answer, Expectation(), [shown]
+    )

@@ -4,7 +4,7 @@ writing a new file."""
 from __future__ import annotations
 
 from punie.data.generate.builders.context import BuildContext, listing
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import command_output
 from punie.data.generate.toolbox import Skip
 
@@ -45,7 +45,9 @@ def read_lines(ctx: BuildContext, path: str) -> GeneratedTask:
         {"path": [path, f"./{path}"], "start_line": [start], "end_line": [end]},
         result_facts=tuple(facts),
     )
-    return ctx.task("read_lines", "single_tool", question, [step], answer, expect, facts)
+    return make_task(
+        ctx.origin, "read_lines", "single_tool", question, [step], answer, expect, facts
+    )
 
 
 def line_count(ctx: BuildContext, path: str) -> GeneratedTask:
@@ -60,7 +62,9 @@ def line_count(ctx: BuildContext, path: str) -> GeneratedTask:
         {"command": [f"wc -l {path}", f"wc -l < {path}", f"cat {path} | wc -l"]},
         result_facts=(str(n),),
     )
-    return ctx.task("line_count", "single_tool", question, [step], answer, expect, [str(n)])
+    return make_task(
+        ctx.origin, "line_count", "single_tool", question, [step], answer, expect, [str(n)]
+    )
 
 
 def count_python_files(ctx: BuildContext, folder: str) -> GeneratedTask:
@@ -79,7 +83,9 @@ def count_python_files(ctx: BuildContext, folder: str) -> GeneratedTask:
     if output is None or output.strip().split("\n")[-1].strip() != str(n):
         raise Skip("command_disagrees_with_files")
     expect = Expectation("run_command", free=("command",))
-    return ctx.task("count_python_files", "single_tool", question, [step], answer, expect, [str(n)])
+    return make_task(
+        ctx.origin, "count_python_files", "single_tool", question, [step], answer, expect, [str(n)]
+    )
 
 
 def list_folder(ctx: BuildContext, folder: str) -> GeneratedTask:
@@ -92,7 +98,9 @@ def list_folder(ctx: BuildContext, folder: str) -> GeneratedTask:
         raise Skip("command_disagrees_with_files")
     answer = f"{where[0].upper()}{where[1:]} holds {len(entries)} entries: {listing(entries)}."
     expect = Expectation("run_command", free=("command",))
-    return ctx.task("list_folder", "single_tool", question, [step], answer, expect, entries)
+    return make_task(
+        ctx.origin, "list_folder", "single_tool", question, [step], answer, expect, entries
+    )
 
 
 def write_new_file(ctx: BuildContext, index: int) -> GeneratedTask:
@@ -111,4 +119,6 @@ def write_new_file(ctx: BuildContext, index: int) -> GeneratedTask:
         "write_file",
         {"path": [path, f"./{path}"], "content": [content, content.rstrip("\n")]},
     )
-    return ctx.task("write_file", "single_tool", question, [step], answer, expect, [path])
+    return make_task(
+        ctx.origin, "write_file", "single_tool", question, [step], answer, expect, [path]
+    )

@@ -12,7 +12,7 @@ from punie.data.generate.builders.context import (
     listing,
 )
 from punie.data.generate.facts import Definition, ModuleImports
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import grep_file_mark, grep_hit_mark, grep_hits, is_truncated
 from punie.data.generate.toolbox import Skip, Step
 
@@ -34,14 +34,7 @@ def find_function(ctx: BuildContext, d: Definition) -> GeneratedTask:
         f"def {d.name}\\b",
         d.name,
     ]
-    expect = Expectation(
-        "grep",
-        {"pattern": accepted, "glob": ANY_PY_GLOB, "path": WHOLE_REPO},
-        result_facts=(grep_hit_mark(d.path, d.line),),
-    )
-    return ctx.task(
-        "find_function", "single_tool", question, [step], answer, expect, [d.path, str(d.line)]
-    )
+    return _definition_found(ctx, "find_function", d, question, step, answer, accepted)
 
 
 def find_class(ctx: BuildContext, d: Definition) -> GeneratedTask:
@@ -57,13 +50,26 @@ def find_class(ctx: BuildContext, d: Definition) -> GeneratedTask:
         f"^class {d.name}",
         d.name,
     ]
+    return _definition_found(ctx, "find_class", d, question, step, answer, accepted)
+
+
+def _definition_found(
+    ctx: BuildContext,
+    kind: str,
+    d: Definition,
+    question: str,
+    step: Step,
+    answer: str,
+    accepted: list[str],
+) -> GeneratedTask:
+    """A one-grep task finding where `d` is defined: any `accepted` pattern, anywhere."""
     expect = Expectation(
         "grep",
         {"pattern": accepted, "glob": ANY_PY_GLOB, "path": WHOLE_REPO},
         result_facts=(grep_hit_mark(d.path, d.line),),
     )
-    return ctx.task(
-        "find_class", "single_tool", question, [step], answer, expect, [d.path, str(d.line)]
+    return make_task(
+        ctx.origin, kind, "single_tool", question, [step], answer, expect, [d.path, str(d.line)]
     )
 
 
@@ -86,8 +92,15 @@ def subclasses(ctx: BuildContext, base: str) -> GeneratedTask:
         free=("pattern",),
         result_facts=tuple(grep_hit_mark(d.path, d.line) for d in subs),
     )
-    return ctx.task(
-        "subclasses", "single_tool", question, [step], answer, expect, [d.name for d in subs]
+    return make_task(
+        ctx.origin,
+        "subclasses",
+        "single_tool",
+        question,
+        [step],
+        answer,
+        expect,
+        [d.name for d in subs],
     )
 
 
@@ -108,7 +121,9 @@ def module_imports(ctx: BuildContext, imports: ModuleImports) -> GeneratedTask:
         free=("pattern",),
         result_facts=tuple(modules),
     )
-    return ctx.task("module_imports", "single_tool", question, [step], answer, expect, modules)
+    return make_task(
+        ctx.origin, "module_imports", "single_tool", question, [step], answer, expect, modules
+    )
 
 
 def files_mentioning(ctx: BuildContext, word: str) -> GeneratedTask:
@@ -125,7 +140,9 @@ def files_mentioning(ctx: BuildContext, word: str) -> GeneratedTask:
         {"pattern": [word, rf"\b{word}\b", re.escape(word)], "path": WHOLE_REPO},
         result_facts=tuple(grep_file_mark(f) for f in files),
     )
-    return ctx.task("files_mentioning", "single_tool", question, [step], answer, expect, files)
+    return make_task(
+        ctx.origin, "files_mentioning", "single_tool", question, [step], answer, expect, files
+    )
 
 
 def params_answer(d: Definition) -> tuple[str, str]:
@@ -159,4 +176,6 @@ def parameters(ctx: BuildContext, d: Definition) -> GeneratedTask:
         free=("start_line", "end_line"),
         result_facts=signature_facts(d),
     )
-    return ctx.task("parameters", "single_tool", question, [step], answer, expect, list(d.params))
+    return make_task(
+        ctx.origin, "parameters", "single_tool", question, [step], answer, expect, list(d.params)
+    )

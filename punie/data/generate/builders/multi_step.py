@@ -5,9 +5,9 @@ from __future__ import annotations
 from punie.data.generate.builders.context import BuildContext
 from punie.data.generate.builders.lookup import params_answer, signature_read
 from punie.data.generate.facts import Definition
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import grep_hit_mark
-from punie.data.generate.toolbox import Skip
+from punie.data.generate.toolbox import Skip, Step
 
 FREE_GREP = ("pattern", "glob", "path")
 
@@ -20,16 +20,9 @@ def find_then_parameters(ctx: BuildContext, d: Definition) -> GeneratedTask:
     first = ctx.definition_grep(f"def {d.name}[(]", d)
     second = signature_read(ctx, d)
     answer = f"{answer[:-1]}; it is defined in `{d.path}` at line {d.line}."
-    expect = Expectation("grep", free=FREE_GREP, result_facts=(grep_hit_mark(d.path, d.line),))
-    return ctx.task(
-        "find_then_read_parameters",
-        "multi_step",
-        question,
-        [first, second],
-        answer,
-        expect,
-        list(d.params),
-    )
+    steps = [first, second]
+    facts = list(d.params)
+    return _found_then_read(ctx, "find_then_read_parameters", d, question, steps, answer, facts)
 
 
 def find_then_docstring(ctx: BuildContext, d: Definition) -> GeneratedTask:
@@ -42,13 +35,20 @@ def find_then_docstring(ctx: BuildContext, d: Definition) -> GeneratedTask:
     answer = (
         f'`{d.name}` is defined in `{d.path}` (line {d.line}); its docstring says: "{d.docstring}"'
     )
+    steps = [first, second]
+    facts = [d.path, d.docstring]
+    return _found_then_read(ctx, "find_then_read_docstring", d, question, steps, answer, facts)
+
+
+def _found_then_read(
+    ctx: BuildContext,
+    kind: str,
+    d: Definition,
+    question: str,
+    steps: list[Step],
+    answer: str,
+    facts: list[str],
+) -> GeneratedTask:
+    """A grep that must find `d` (any arguments), then the read that answers."""
     expect = Expectation("grep", free=FREE_GREP, result_facts=(grep_hit_mark(d.path, d.line),))
-    return ctx.task(
-        "find_then_read_docstring",
-        "multi_step",
-        question,
-        [first, second],
-        answer,
-        expect,
-        [d.path, d.docstring],
-    )
+    return make_task(ctx.origin, kind, "multi_step", question, steps, answer, expect, facts)

@@ -7,7 +7,7 @@ import re
 
 from punie.data.generate.builders.context import ANY_PY_GLOB, WHOLE_REPO, BuildContext, listing
 from punie.data.generate.facts import Definition
-from punie.data.generate.record import Expectation, GeneratedTask
+from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import (
     command_output,
     grep_hit_mark,
@@ -52,8 +52,15 @@ def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
         },
         result_facts=tuple(grep_hit_mark(p, n) for p, n in hits),
     )
-    return ctx.task(
-        "recovery_bad_regex", "recovery", question, [first, second], answer, expect, files
+    return make_task(
+        ctx.origin,
+        "recovery_bad_regex",
+        "recovery",
+        question,
+        [first, second],
+        answer,
+        expect,
+        files,
     )
 
 
@@ -75,6 +82,13 @@ def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
         {"command": [f"ls {folder}", f"ls {folder}/", f"ls -la {folder}"]},
         result_facts=tuple(entries),
     )
-    return ctx.task(
-        "recovery_directory", "recovery", question, [first, second], answer, expect, entries
+    return make_task(
+        ctx.origin,
+        "recovery_directory",
+        "recovery",
+        question,
+        [first, second],
+        answer,
+        expect,
+        entries,
     )
