@@ -53,11 +53,12 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def memory_bytes() -> int | None:
-    """Total memory (MemTotal in /proc/meminfo), or None where there is no /proc."""
+def memory_bytes(field: str = "MemTotal") -> int | None:
+    """Total memory (``field`` of /proc/meminfo: MemAvailable for what can still be allocated),
+    or None where there is no /proc."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None

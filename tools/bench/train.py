@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -256,13 +257,148 @@ def _worker_cache(model_dir: str, steps: int) -> dict[str, Any]:
     return out
 
 
+QUANT_VARIANTS = ("float", "4bit-dequantized", "4bit-quantized")
+
+
+def _worker_quantize(model_dir: str) -> dict[str, Any]:
+    from punie.mlx.quantize import quantized_copy
+
+    return {"path": str(quantized_copy(Path(model_dir), bits=4, group_size=64))}
+
+
+def _worker_quant(model_dir: str, variant: str, n: int, steps: int) -> dict[str, Any]:
+    """One variant of the issue's run (4 LoRA layers, batch 2, cached frozen layers) on n tool
+    conversations: dequantizing time, cache build, seconds per step, the first batch's loss."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from punie.mlx.train.batches import batch_order
+    from punie.mlx.train.dequant import dequantize_base, quantized_modules
+    from punie.mlx.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
+    from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
+
+    model, tokenizer = load(model_dir)
+    quantized = len(quantized_modules(model))
+    tic = time.perf_counter()
+    if variant == "4bit-dequantized":
+        assert dequantize_base(model, fine_tune_type="lora") is not None
+    dequantize_s = time.perf_counter() - tic
+    model.freeze()
+    mx.random.seed(0)
+    linear_to_lora_layers(model, LAYERS, dict(LORA))
+    model.train()
+    eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
+    examples = [assistant_mask(tokenizer, r["messages"], r["tools"], eot) for r in conversations(n)]
+    cut = frozen_cut(model, LAYERS, "lora")
+    tic = time.perf_counter()
+    split = build_cached_split(model, examples, cut, CACHE_MAX_SEQ)
+    build_s = time.perf_counter() - tic
+    order = batch_order(len(examples), BATCH, [len(e) for e in examples])
+    optimizer = optim.Adam(learning_rate=1e-4)
+    loss_and_grad = nn.value_and_grad(model, CachedLoss(cut))
+    times, tokens, first_loss = [], 0, None
+    for k in range(steps + 1):
+        arrays, real = split.batch(order[k % len(order)], CACHE_MAX_SEQ)
+        tic = time.perf_counter()
+        (value, _), grads = loss_and_grad(model, *arrays)
+        optimizer.update(model, grads)
+        mx.eval(value, model.parameters(), optimizer.state)
+        if first_loss is None:
+            first_loss = value.item()  # zero-initialised lora_b: the base model's loss
+        else:  # the first step warms up
+            times.append(time.perf_counter() - tic)
+            tokens += real
+    return {
+        "quantized_modules": quantized,
+        "left_quantized": len(quantized_modules(model)),
+        "dequantize_s": dequantize_s,
+        "cache_build_s": build_s,
+        "cached_tokens": split.computed_tokens,
+        "cache_ms_per_token": 1000 * build_s / split.computed_tokens,
+        "step_s": sum(times) / len(times),
+        "tokens_per_s": tokens / sum(times),
+        "first_loss": first_loss,
+        "peak_mb": mx.get_peak_memory() / 2**20,
+    }
+
+
+def _quant_section(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """The three variants in fresh children, interleaved over rounds (the quantized one, 20x
+    slower and so far above the noise, in the first round only); the median of each."""
+    q4 = _child("quantize", env, args)["path"]
+    models = {"float": args.model, "4bit-dequantized": q4, "4bit-quantized": q4}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in QUANT_VARIANTS}
+    for r in range(args.quant_rounds):
+        for variant in QUANT_VARIANTS:
+            if variant == "4bit-quantized" and r:
+                continue
+            runs[variant].append(_child("quant", env, args, variant=variant, model=models[variant]))
+    out: dict[str, Any] = {"conversations": args.quant_conversations, "rounds": args.quant_rounds}
+    for variant, got in runs.items():
+        row = {k: statistics.median(g[k] for g in got) for k in got[0]}
+        out[variant] = {**row, "runs": len(got)}
+    deq, raw, flt = out["4bit-dequantized"], out["4bit-quantized"], out["float"]
+    out["ratios"] = {
+        "cache_build_speedup": raw["cache_ms_per_token"] / deq["cache_ms_per_token"],
+        "step_speedup": raw["step_s"] / deq["step_s"],
+        "dequantized_over_float_step": deq["step_s"] / flt["step_s"],
+        "loss_rel_diff_dequantized_vs_quantized": abs(deq["first_loss"] - raw["first_loss"])
+        / raw["first_loss"],
+    }
+    return out
+
+
+def _print_quant(console: Any, quant: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"QLoRA on CPU: {LAYERS} LoRA layers, batch {BATCH}, cached frozen layers, "
+        f"{quant['conversations']} tool conversations (median of {quant['rounds']} rounds)"
+    )
+    for col in ("variant", "dequantize (s)", "cache build (s)", "cache ms/token", "s/step",
+                "tok/s", "first loss", "peak MB"):  # fmt: skip
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    for variant in QUANT_VARIANTS:
+        row = quant[variant]
+        table.add_row(
+            f"{variant} ({row['runs']} run{'s' if row['runs'] > 1 else ''})",
+            f"{row['dequantize_s']:.2f}",
+            f"{row['cache_build_s']:.1f}",
+            f"{row['cache_ms_per_token']:.1f}",
+            f"{row['step_s']:.2f}",
+            f"{row['tokens_per_s']:.0f}",
+            f"{row['first_loss']:.5f}",
+            f"{row['peak_mb']:.0f}",
+        )
+    console.print(table)
+    r = quant["ratios"]
+    console.print(
+        f"dequantized vs quantized 4-bit: cache build {r['cache_build_speedup']:.1f}x faster, "
+        f"step {r['step_speedup']:.1f}x faster, loss differs by "
+        f"{r['loss_rel_diff_dequantized_vs_quantized']:.1e} (relative); dequantized step "
+        f"{r['dequantized_over_float_step']:.2f}x the float model's"
+    )
+
+
 # --- parent ---------------------------------------------------------------------------------------
 
 
-def _child(kind: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", kind, "--model", args.model]
+def _child(
+    kind: str,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    *,
+    variant: str = "",
+    model: str | None = None,
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", kind, "--model", model or args.model]
     command += ["--conversations", str(args.conversations), "--repeats", str(args.repeats)]
-    command += ["--cache-steps", str(args.cache_steps)]
+    command += ["--cache-steps", str(args.cache_steps), "--variant", variant]
+    command += ["--quant-conversations", str(args.quant_conversations)]
+    command += ["--quant-steps", str(args.quant_steps)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -276,16 +412,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--model", default=None)
     parser.add_argument("--cache-steps", type=int, default=3)
-    parser.add_argument("--only", choices=["cache"], help="run only the cached-layers section")
-    parser.add_argument("--worker", choices=["masking", "step", "cache"], help=argparse.SUPPRESS)
+    parser.add_argument("--quant-rounds", type=int, default=2)
+    parser.add_argument("--quant-conversations", type=int, default=4)
+    parser.add_argument("--quant-steps", type=int, default=2)
+    parser.add_argument("--only", choices=["cache", "quant"], help="run only that section")
+    parser.add_argument(
+        "--worker",
+        choices=["masking", "step", "cache", "quantize", "quant"],
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        fn, arg = {
-            "masking": (_worker_masking, args.conversations),
-            "step": (_worker_step, args.repeats),
-            "cache": (_worker_cache, args.cache_steps),
+        work = {
+            "masking": lambda: _worker_masking(args.model, args.conversations),
+            "step": lambda: _worker_step(args.model, args.repeats),
+            "cache": lambda: _worker_cache(args.model, args.cache_steps),
+            "quantize": lambda: _worker_quantize(args.model),
+            "quant": lambda: _worker_quant(
+                args.model, args.variant, args.quant_conversations, args.quant_steps
+            ),
         }[args.worker]
-        print(json.dumps(fn(args.model, arg)))
+        print(json.dumps(work()))
         return
 
     from rich.console import Console
@@ -301,6 +449,14 @@ def main() -> None:
     stock_env = child_env(BlasChoice(REFERENCE_NAME, None, {}))
     stock_env.pop("LD_PRELOAD", None)
     console = Console()
+    console.print(f"{_machine()} BLAS: {fast.name} ({fast.gflops} GFLOP/s)")
+    if args.only == "quant":
+        with console.status("QLoRA: float vs 4-bit dequantized vs 4-bit quantized (fast BLAS)"):
+            quant = _quant_section(args, child_env(fast))
+        _print_quant(console, quant)
+        _write(args.json, {"machine": _machine(), "blas": fast.name, "quant": quant})
+        console.print(f"wrote {args.json}")
+        return
     with console.status("cached frozen layers vs plain (fast BLAS)"):
         cache = _child("cache", child_env(fast), args)
     _print_cache(console, cache)
@@ -314,6 +470,8 @@ def main() -> None:
         step_fast = _child("step", child_env(fast), args)
     with console.status("one LoRA step, stock BLAS"):
         step_stock = _child("step", stock_env, args)
+    with console.status("QLoRA: float vs 4-bit dequantized vs 4-bit quantized (fast BLAS)"):
+        quant = _quant_section(args, child_env(fast))
 
     one, per = masking["one_pass"], masking["per_turn"]
     ratios = {
@@ -354,6 +512,7 @@ def main() -> None:
         fast.name, f"{step_fast['step_s']:.2f}", f"{ratios['fast_blas_speedup_step']:.2f}x"
     )
     console.print(blas)
+    _print_quant(console, quant)
     body = {
         "machine": _machine(),
         "model": args.model,
@@ -365,13 +524,21 @@ def main() -> None:
         "ratios": ratios,
         "target_met": ratios["one_pass_speedup_per_trained_token"] >= 1.5,
         "cache": cache,
+        "quant": quant,
     }  # fmt: skip
     _write(args.json, body)
     console.print(f"wrote {args.json}")
 
 
 def _machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "cpus": os.cpu_count()}
+    from punie.mlx.machine import cpu_model, load_average
+
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "load_average": load_average(),
+    }
 
 
 def _write(path: Path, body: dict[str, Any]) -> None:

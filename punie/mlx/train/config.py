@@ -32,9 +32,11 @@ SPLITS = ("train", "valid")
 class TrainConfig:
     """What to train, on what, and how; field names match mlx-lm's lora config keys.
 
-    `recipe`, `resume`, `fast_blas` and `cache_frozen_layers` (LoRA/DoRA: run the frozen bottom
-    layers once before training, not every step) are Punie's own. `model: None` means the
-    embedded model.
+    `recipe`, `resume`, `fast_blas`, `cache_frozen_layers` (LoRA/DoRA: run the frozen bottom
+    layers once before training, not every step) and `dequantize_base` (LoRA/DoRA on a quantized
+    model on CPU: compute with float32 copies of the frozen quantized weights where they fit in
+    memory; the adapter is the same and applies to the quantized model) are Punie's own.
+    `model: None` means the embedded model.
     """
 
     data: str
@@ -65,6 +67,7 @@ class TrainConfig:
     resume: bool = True
     fast_blas: bool = True
     cache_frozen_layers: bool = True
+    dequantize_base: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (what adapter_config.json and the worker receive)."""
@@ -218,6 +221,7 @@ _FINGERPRINT_EXCLUDED = frozenset(
         "adapter_path",
         "fast_blas",
         "cache_frozen_layers",  # same loss and gradients either way
+        "dequantize_base",  # the same function, up to float rounding
         "clear_cache_threshold",
         "data",
         "model",

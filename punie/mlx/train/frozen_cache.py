@@ -91,11 +91,13 @@ class CachedSplit:
         suffixes: list[mx.array],
         *,
         share_prefix: bool = True,
+        computed_tokens: int = 0,
     ) -> None:
         self.examples = examples
         self.prefix = prefix  # (P, D)
         self.suffixes = suffixes  # each (n_i - P, D)
         self.share_prefix = share_prefix
+        self.computed_tokens = computed_tokens  # positions the bottom layers ran on
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -289,7 +291,13 @@ def build_cached_split(
         if on_example is not None:
             on_example()
     assert prefix is not None
-    split = CachedSplit(examples, prefix, suffixes, share_prefix=share_prefix)  # type: ignore[arg-type]
+    split = CachedSplit(
+        examples,
+        prefix,
+        suffixes,  # type: ignore[arg-type]
+        share_prefix=share_prefix,
+        computed_tokens=computed,
+    )
     log.info(
         "frozen_layers_cached",
         examples=len(examples),

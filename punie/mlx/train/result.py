@@ -26,6 +26,7 @@ class TrainResult:
     curve_png: Path | None
     blas: str
     fingerprint: str
+    dequantized_modules: int = 0  # quantized layers trained through float32 copies (QLoRA on CPU)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields (paths as strings)."""

@@ -41,6 +41,7 @@ from punie.errors import ConfigError, ModelImportError
 from punie.mlx.train.batches import BatchFeeder, MaskedDataset, batch_order, masked_loss
 from punie.mlx.train.config import ResolvedRun, fingerprint
 from punie.mlx.train.curves import CURVE_FILE, LOSS_FILE, LossLog, plot_curves, read_points
+from punie.mlx.train.dequant import dequantize_base, quantized_modules
 from punie.mlx.train.frozen_cache import (
     CachedLoss,
     build_cached_split,
@@ -185,6 +186,11 @@ def prepare_model(model: nn.Module, run: ResolvedRun) -> None:
             f"has ({n_layers}); use at most {n_layers}, or -1 for all"
         )
     if config.fine_tune_type == "full":
+        if quantized_modules(model):
+            raise ConfigError(
+                f"key 'fine_tune_type': model {run.model} is quantized, and full fine-tuning "
+                "needs float weights; use lora or dora (QLoRA), or a float model"
+            )
         for layer in model.layers[-max(config.num_layers, 0) :]:
             layer.unfreeze()
     else:
@@ -302,6 +308,11 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
                 f"key 'batch_size': {config.batch_size} is more than the {len(dataset)} usable "
                 f"examples of split {name!r}; lower batch_size or add data"
             )
+    dequantized = (
+        dequantize_base(model, fine_tune_type=config.fine_tune_type)
+        if config.dequantize_base
+        else None
+    )
     prepare_model(model, run)
     optimizer = _optimizer(run)
     loss_log = LossLog(adapter_dir / LOSS_FILE)
@@ -405,6 +416,7 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         curve_png=curve,
         blas=blas,
         fingerprint=digest,
+        dequantized_modules=dequantized.modules if dequantized else 0,
     )
     write_json(adapter_dir / RESULT_FILE, result.to_dict())
     log.info("train_done", **{k: v for k, v in result.to_dict().items() if k != "fingerprint"})
