@@ -46,6 +46,13 @@ class ProgressTracker:
             bar, task = self._bar
             bar.update(task, advance=amount, description=self._description())
 
+    def update(self, *, done: int | None = None, note: str | None = None) -> None:
+        """Set the count (work resumed part-way, steps counted elsewhere) or the note."""
+        if done is not None:
+            self.advance(done - self.done, note=note)
+        elif note is not None:
+            self.advance(0, note=note)
+
     def _description(self) -> str:
         return f"{self.label} {self.note}".strip()
 

@@ -28,14 +28,6 @@ from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
 from mlx_lm.utils import _download, load_model, load_tokenizer, save_config
 from mlx_lm.utils import load_config as mlx_load_config
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from punie.errors import ConfigError, ModelImportError
 from punie.mlx.train.batches import BatchFeeder, MaskedDataset, batch_order, masked_loss
@@ -51,6 +43,7 @@ from punie.mlx.train.frozen_cache import (
 from punie.mlx.train.masking import end_of_turn_ids
 from punie.mlx.train.recipes import SplitExamples, load_split
 from punie.mlx.train.result import TrainResult
+from punie.progress import progress as track
 from punie.records.jsonl import write_json
 from punie.records.profile import resolve_profile
 
@@ -91,18 +84,10 @@ class _Reports(TrainingCallback):
         self.loss_log.add("valid", self.offset + int(val_info["iteration"]), self.last_valid)
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tps]} tok/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+def _progress(label: str, total: int, unit: str, enabled: bool) -> Any:
+    """A bar on a terminal, a plain line at least every 30 s in a log (stderr: stdout may be
+    the child's JSON channel)."""
+    return track(label, total, unit=unit, console=Console(stderr=True), enabled=enabled)
 
 
 def _save_checkpoint(
@@ -237,11 +222,9 @@ def _cached_or_plain(
         return masked_loss, train_set, valid_set
     started = time.perf_counter()
     cached = {}
-    with _progress(progress) as bar:
-        for name, dataset in (("train", train_set), ("valid", valid_set)):
-            task = bar.add_task(
-                f"cache {cut} frozen layers: {name}", total=len(dataset), loss="-", tps="-"
-            )
+    for name, dataset in (("train", train_set), ("valid", valid_set)):
+        label = f"cache {cut} frozen layers: {name}"
+        with _progress(label, len(dataset), "examples", progress) as bar:
             cached[name] = build_cached_split(
                 model,
                 dataset.examples,
@@ -249,7 +232,7 @@ def _cached_or_plain(
                 config.max_seq_length,
                 # mlx-lm's gradient checkpointing cannot pass the shared-prefix caches through
                 share_prefix=not config.grad_checkpoint,
-                on_example=lambda task=task: bar.advance(task),
+                on_example=bar.advance,
             )
     lengths = [len(e) for e in train_set.examples]
     first = batch_order(len(train_set), config.batch_size, lengths)[0]
@@ -267,17 +250,16 @@ def load_splits(run: ResolvedRun, tokenizer: Any, *, progress: bool) -> dict[str
     """Render and mask every split; a bad row raises DataError naming file:line."""
     eot_ids = end_of_turn_ids(tokenizer, _end_of_turn_markers(run.model))
     splits = {}
-    with _progress(progress) as bar:
-        for name, path in run.splits.items():
-            rows = sum(1 for line in path.open(encoding="utf-8") if line.strip())
-            task = bar.add_task(f"render {name}", total=rows, loss="-", tps="-")
+    for name, path in run.splits.items():
+        rows = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+        with _progress(f"render {name}", rows, "rows", progress) as bar:
             splits[name] = load_split(
                 path,
                 tokenizer,
                 run.config.recipe,
                 eot_ids,
                 max_seq_length=run.config.max_seq_length,
-                on_row=lambda task=task: bar.advance(task),
+                on_row=bar.advance,
             )
     return splits
 
@@ -339,24 +321,24 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
 
     remaining = config.iters - start_step
     reports: _Reports
-    with _progress(progress) as bar:
-        task = bar.add_task(
-            f"train {config.recipe.value}",
-            total=config.iters,
-            completed=start_step,
-            loss="-",
-            tps="-",
-        )
+    with _progress(f"train {config.recipe.value}", config.iters, "steps", progress) as bar:
+        bar.update(done=start_step)
         tic = time.perf_counter()
+        shown = {"loss": "-", "tps": "-"}
+
+        def show(**values: str) -> None:
+            shown.update(values)
+            bar.update(note=f"loss {shown['loss']} · {shown['tps']} tok/s")
 
         def step_done(step: int, processed: int) -> None:
             elapsed = time.perf_counter() - tic
-            bar.update(task, completed=step, tps=f"{processed / max(elapsed, 1e-9):,.0f}")
+            bar.update(done=step)
+            show(tps=f"{processed / max(elapsed, 1e-9):,.0f}")
             if step % config.save_every == 0 and step < config.iters:
                 _save_checkpoint(model, optimizer, adapter_dir, step, digest)
 
         feeder = BatchFeeder(seed=config.seed, start_step=start_step, on_step_done=step_done)
-        reports = _Reports(start_step, loss_log, lambda loss: bar.update(task, loss=f"{loss:.3f}"))
+        reports = _Reports(start_step, loss_log, lambda loss: show(loss=f"{loss:.3f}"))
         if remaining > 0:
             args = TrainingArgs(
                 batch_size=config.batch_size,
