@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import huggingface_hub.constants
@@ -202,30 +203,16 @@ def serve_model(
 def serve_until_interrupted(
     model: str | Path,
     *,
-    adapter: Path | None = None,
-    port: int | None = None,
-    host: str = "127.0.0.1",
-    fast_blas: bool = True,
-    startup_timeout_s: float = 180.0,
     on_ready: Callable[[RunningServer], None] | None = None,
+    **options: Any,
 ) -> None:
     """Serve until Ctrl-C (SIGINT) or SIGTERM, then stop the server's process group and return.
 
-    `on_ready` gets the running server once it answers (the CLI prints its URL). A server that
-    exits on its own raises ServerError with its last log lines.
+    `options` are `serve_model`'s. `on_ready` gets the running server once it answers (the CLI
+    prints its URL). A server that exits on its own raises ServerError with its last log lines.
     """
     try:
-        with (
-            _sigterm_as_interrupt(),
-            serve_model(
-                model,
-                adapter=adapter,
-                port=port,
-                host=host,
-                fast_blas=fast_blas,
-                startup_timeout_s=startup_timeout_s,
-            ) as server,
-        ):
+        with _sigterm_as_interrupt(), serve_model(model, **options) as server:
             if on_ready is not None:
                 on_ready(server)
             assert server.child is not None

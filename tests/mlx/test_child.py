@@ -132,6 +132,15 @@ def _parent(mode: str, tmp: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 @linux_only
+def _reap(parent: subprocess.Popen[str], child: int) -> None:
+    """Stop the test's parent process and its MLX child, whatever the test left running."""
+    if parent.poll() is None:
+        parent.kill()
+        parent.wait()
+    if _alive(child):
+        os.kill(child, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "crash"])
 def test_the_child_dies_with_its_parent(how: str, tmp_path: Path) -> None:
     parent, child = _parent("crash" if how == "crash" else "plain", tmp_path)
@@ -142,11 +151,7 @@ def test_the_child_dies_with_its_parent(how: str, tmp_path: Path) -> None:
         parent.wait(timeout=30)
         assert _poll(lambda: not _alive(child), 10), f"the child outlived its parent ({how})"
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if _alive(child):
-            os.kill(child, signal.SIGKILL)
+        _reap(parent, child)
 
 
 @linux_only
@@ -161,8 +166,4 @@ def test_a_child_started_from_a_finished_thread_lives_until_the_parent_dies(
         parent.wait(timeout=30)
         assert _poll(lambda: not _alive(child), 10), "the child outlived its parent"
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if _alive(child):
-            os.kill(child, signal.SIGKILL)
+        _reap(parent, child)
