@@ -22,5 +22,5 @@ def test_run_agent_example_answers_through_a_session(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("answered Tool inherits it.")
-    assert "('grep', {'pattern': 'class .*Item', 'path': '.'})" in last
+    assert "('grep', {'pattern': 'class .*Item'})" in last
     assert all("<|im_end|>" in body["stop"] for body in server.bodies)

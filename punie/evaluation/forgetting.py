@@ -114,7 +114,8 @@ def forgetting_check(
             for i, (question, _) in enumerate(pairs)
         ]
         for target in targets:
-            folder = local_model_dir(target.model) if target.base_url is None else None
+            use_local = target.base_url is None or target.model is not None
+            folder = local_model_dir(target.model) if use_local else None
             loss = None
             if with_loss and folder is not None:
                 loss = held_out_loss(

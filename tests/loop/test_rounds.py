@@ -162,13 +162,13 @@ def test_two_rounds_of_the_real_loop_feed_back_only_training_repository_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The embedded model, real servers, two real (tiny) trainings; a rerun reuses it all."""
-    from punie.loop import demo
+    from punie.loop import run
     from punie.loop.run import run_demo
     from punie.mlx.adapters import latest_adapter, remember_adapter
 
     registry = tmp_path / "registry"  # not the user's default adapter of `punie run`
     monkeypatch.setattr(
-        demo, "remember_adapter", lambda a, m: remember_adapter(a, m, data_dir=registry)
+        run, "remember_adapter", lambda a, m: remember_adapter(a, m, data_dir=registry)
     )
 
     config = DemoConfig(

@@ -151,10 +151,15 @@ def test_punie_run_without_base_url_serves_the_embedded_model_and_leaves_no_serv
 
 
 def test_a_served_adapter_changes_what_punies_client_gets(
-    server: RunningServer, model_dir: Path, repo: Path, tmp_path: Path
+    model_dir: Path, repo: Path, tmp_path: Path
 ) -> None:
     adapter = write_random_adapter(model_dir, tmp_path / "adapter")
-    base = _run(server.base_url, server.request_model, model_dir, repo, tmp_path / "b.jsonl")
+    # Both from fresh servers, so nothing an earlier test left in the shared one's prompt
+    # cache can stand in for either answer.
+    with serve_model(model_dir) as base_server:
+        base = _run(
+            base_server.base_url, base_server.request_model, model_dir, repo, tmp_path / "b.jsonl"
+        )
     with serve_model(model_dir, adapter=adapter) as tuned_server:
         tuned = _run(
             tuned_server.base_url, tuned_server.request_model, model_dir, repo, tmp_path / "t.jsonl"
