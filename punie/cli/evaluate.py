@@ -164,6 +164,8 @@ _HARVEST_TASKS = typer.Option(
     None, "--harvest-tasks", help="Fresh training-repository tasks answered per round (32)."
 )
 _FIXTURE = typer.Option(True, "--fixture-suite/--no-fixture-suite")
+_TRAIN_PACKAGE = typer.Option(None, "--train-package")
+_EVAL_PACKAGE = typer.Option(None, "--eval-package")
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
 )
@@ -173,8 +175,8 @@ _DATA_ONLY = typer.Option(
 def demo_command(
     workdir: Path | None = _WORKDIR,
     iters: int | None = _ITERS,
-    train_package: str | None = typer.Option(None, "--train-package"),
-    eval_package: str | None = typer.Option(None, "--eval-package"),
+    train_package: str | None = _TRAIN_PACKAGE,
+    eval_package: str | None = _EVAL_PACKAGE,
     eval_tasks: int | None = _EVAL_TASKS,
     fixture_suite: bool = _FIXTURE,
     rounds: int = typer.Option(
@@ -198,8 +200,8 @@ def loop_command(
     rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds of the loop."),
     workdir: Path | None = _WORKDIR,
     iters: int | None = _ITERS,
-    train_package: str | None = typer.Option(None, "--train-package"),
-    eval_package: str | None = typer.Option(None, "--eval-package"),
+    train_package: str | None = _TRAIN_PACKAGE,
+    eval_package: str | None = _EVAL_PACKAGE,
     eval_tasks: int | None = _EVAL_TASKS,
     fixture_suite: bool = _FIXTURE,
     harvest_tasks: int | None = _HARVEST_TASKS,
