@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 
-def write_random_adapter(model_dir: Path, out: Path, *, num_layers: int = 4) -> Path:
+def write_random_adapter(model_dir: Path, out: Path, *, num_layers: int = 4, seed: int = 0) -> Path:
     """A real mlx-lm LoRA adapter for the model, with nonzero weights so it changes the output."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
@@ -20,10 +20,12 @@ def write_random_adapter(model_dir: Path, out: Path, *, num_layers: int = 4) -> 
     }
     model, _ = load(str(model_dir))
     model.freeze()
+    # Seeded before the LoRA layers exist: their A matrices are drawn from MLX's global
+    # generator, and a draw left to chance can leave a short greedy answer unchanged.
+    mx.random.seed(seed)
     linear_to_lora_layers(model, num_layers, config["lora_parameters"])
-    mx.random.seed(0)
     weights = {
-        name: (mx.random.normal(w.shape) * 0.05 if name.endswith("lora_b") else w)
+        name: (mx.random.normal(w.shape) * 0.1 if name.endswith("lora_b") else w)
         for name, w in tree_flatten(model.trainable_parameters())
     }
     out.mkdir(parents=True)
