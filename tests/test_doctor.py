@@ -59,3 +59,14 @@ def test_doctor_reports_a_bad_override_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: PUNIE_BLAS=fastest: expected auto, system-openblas")
+
+
+def test_doctor_suggests_mkl_only_on_intel_without_it() -> None:
+    from punie.cli.doctor import MKL_HINT, blas_hint
+
+    present = {"candidates": [{"key": "openblas-wheel"}, {"key": "reference"}]}
+    with_mkl = {"candidates": [{"key": "mkl"}, {"key": "openblas-wheel"}]}
+    assert blas_hint("GenuineIntel", present) == MKL_HINT
+    assert blas_hint("AuthenticAMD", present) is None
+    assert blas_hint("GenuineIntel", with_mkl) is None
+    assert blas_hint("GenuineIntel", {**present, "override": "reference"}) is None

@@ -35,6 +35,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_vendor() -> str | None:
+    """`GenuineIntel`, `AuthenticAMD`, ... (`vendor_id` in /proc/cpuinfo), or None off x86 Linux."""
+    return _cpuinfo().get("vendor_id")
+
+
 def cpu_signature() -> str:
     """The CPU model plus what tells two CPUs sold under one name apart (a VM often reports just
     "AMD EPYC"): family, model, stepping and a digest of the feature flags."""
@@ -78,6 +83,7 @@ def describe() -> dict[str, object]:
     return {
         "cpu": cpu_model(),
         "cpu_signature": cpu_signature(),
+        "vendor": cpu_vendor(),
         "machine": platform.machine(),
         "cpus": cpu_count(),
         "memory_bytes": memory_bytes(),
