@@ -37,7 +37,16 @@ _DEATH_SETTLE_S = 2.0
 
 # The model's budgets are requests, tool calls and tokens, so a slower machine gives the same
 # scores; wall-clock time is only a generous safety net, and a run it ends is `timed_out`.
-DEFAULT_BUDGETS = Budgets(max_requests=6, max_tool_calls=8, max_output_tokens=2048, max_seconds=900)
+# Tool results are capped at 4,000 characters (~1,100 tokens): the demo trains at 1,024 tokens,
+# and a whole module read back (16,000 characters, ~5,000 tokens) made every later turn of that
+# run a 5,000-token prompt, minutes each on a 2-core CPU.
+DEFAULT_BUDGETS = Budgets(
+    max_requests=6,
+    max_tool_calls=8,
+    max_output_tokens=2048,
+    max_seconds=900,
+    max_tool_output_chars=4000,
+)
 _COPY_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.pyc", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"
 )

@@ -30,6 +30,7 @@ from punie.records.toolset import SYSTEM_PROMPT
 from punie.records.trace import ToolCallRecord
 from punie.runtime.recovery import RecoveringModel
 from punie.runtime.tools import (
+    DEFAULT_OUTPUT_LIMIT,
     RunningCommands,
     Sandbox,
     Workspace,
@@ -71,6 +72,8 @@ class ToolDeps:
     tracker: Tracker = field(default_factory=Tracker)
     sandbox: Sandbox = field(default_factory=detect_sandbox)
     command_timeout_s: float = 30.0
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    """Characters one tool result may hold (`Budgets.max_tool_output_chars`)."""
     commands: RunningCommands = field(default_factory=RunningCommands)
     in_flight: dict[int, ToolCallRecord] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -223,6 +226,7 @@ def _run_command(ctx: RunContext[ToolDeps], command: str) -> str:
             d.workspace,
             command,
             timeout_s=d.command_timeout_s,
+            output_limit=d.output_limit,
             sandbox=d.sandbox,
             running=d.commands,
         ),
@@ -244,7 +248,13 @@ def _grep(ctx: RunContext[ToolDeps], pattern: str, path: str = ".", glob: str = 
         "grep",
         arguments,
         lambda: grep(
-            d.workspace, pattern, path, glob=glob or None, sandbox=d.sandbox, running=d.commands
+            d.workspace,
+            pattern,
+            path,
+            glob=glob or None,
+            sandbox=d.sandbox,
+            running=d.commands,
+            output_limit=d.output_limit,
         ),
     )
 
@@ -260,8 +270,12 @@ def _read_file(ctx: RunContext[ToolDeps], path: str, start_line: int = 1, end_li
     start = start_line if start_line > 1 else None
     end = end_line if end_line > 0 else None
     arguments = {"path": path, "start_line": start, "end_line": end}
+    d = ctx.deps
     return _record(
-        ctx, "read_file", arguments, lambda: read_file(ctx.deps.workspace, path, start, end)
+        ctx,
+        "read_file",
+        arguments,
+        lambda: read_file(d.workspace, path, start, end, max_chars=d.output_limit),
     )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic_ai import UsageLimits
 
 from punie.records.trace import RunStatus
+from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Budgets:
     max_seconds: float = 300.0
     repeat_limit: int = 3
     """The same tool call with the same arguments this many times in a row is a loop."""
+    max_tool_output_chars: int = DEFAULT_OUTPUT_LIMIT
+    """What one tool result may put into the context (head and tail kept). Every later request
+    carries it again, so on a CPU it decides how long each turn's prompt processing takes."""
 
     def usage_limits(self) -> UsageLimits:
         """The pydantic-ai limits that enforce the request, tool-call and token budgets."""

@@ -72,6 +72,7 @@ async def run_agent(
     outcome when the workspace is a throwaway copy of it.
     """
     budgets = budgets or Budgets()
+    deps.output_limit = budgets.max_tool_output_chars
     hooks = hooks or RunHooks()
     tracker = deps.tracker
     if hooks.on_tool_call is not None:

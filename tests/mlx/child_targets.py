@@ -46,3 +46,8 @@ def main_forever() -> None:
 def main_hold() -> None:
     """`hold(300)` as an entry point."""
     hold(300, seconds=1.5)
+
+
+def environment(name: str) -> dict[str, object]:
+    """One variable of the child's environment (None when unset)."""
+    return {"value": os.environ.get(name)}

@@ -167,3 +167,17 @@ def test_a_child_started_from_a_finished_thread_lives_until_the_parent_dies(
         assert _poll(lambda: not _alive(child), 10), "the child outlived its parent"
     finally:
         _reap(parent, child)
+
+
+def test_a_training_child_keeps_freed_memory_and_the_users_tunables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keep = MemoryPolicy(cache_limit_bytes=None, keep_freed_memory=True)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    seen = call("echo", "child_targets:environment", {"name": "GLIBC_TUNABLES"}, memory=keep,
+                extra_env=ENV)  # fmt: skip
+    assert seen["value"].startswith("glibc.malloc.mmap_threshold=")
+    assert seen["value"].endswith(":glibc.malloc.arena_max=2")
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    plain = call("echo", "child_targets:environment", {"name": "GLIBC_TUNABLES"}, extra_env=ENV)
+    assert plain["value"] is None

@@ -143,3 +143,23 @@ async def test_each_traced_call_carries_its_result_kind_and_the_sandbox(
         ("run_command", "command", sandbox),
     ]
     assert sandbox in {"bubblewrap", "sandbox-exec", "none", "unsandboxed"}
+
+
+async def test_the_tool_output_budget_caps_what_the_model_is_sent(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / "big.txt").write_text("".join(f"line {i:05d}\n" for i in range(3000)))
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(parts=[ToolCallPart("read_file", {"path": "big.txt"})])
+        return ModelResponse(parts=[TextPart("done")])
+
+    budgets = Budgets(max_tool_output_chars=1000)
+    outcome, traces = await _run(FunctionModel(model), repo, tmp_path, budgets)
+    (call,) = outcome.tool_calls
+    assert len(call.result or "") < 1200  # the cap plus the note of what was left out
+    assert call.result.startswith("line 00000") and "read on with start_line=" in call.result
+    assert traces[0].tool_calls[0].result == call.result
+    uncapped, _ = await _run(FunctionModel(model), repo, tmp_path)
+    assert len(uncapped.tool_calls[0].result or "") > 15_000

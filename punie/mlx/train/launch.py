@@ -50,13 +50,13 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
 def _train_in_child(config: TrainConfig, *, progress: bool, choice: BlasChoice) -> TrainResult:
     log.info("train_child_start", blas=choice.name, library=str(choice.library))
     # Output not logged: the child's progress bar draws on this terminal. MLX's buffer cache is
-    # left at its default (training reuses the same shapes every step).
+    # left at its default and freed memory is kept (training reuses the same shapes every step).
     result = call(
         "training",
         "punie.mlx.train.worker:train_request",
         {"config": config.to_dict(), "progress": progress},
         fast_blas=config.fast_blas,
-        memory=MemoryPolicy(cache_limit_bytes=None),
+        memory=MemoryPolicy(cache_limit_bytes=None, keep_freed_memory=True),
         log_output=False,
     )
     return TrainResult.from_json(result)

@@ -81,6 +81,7 @@ def grep(
     sandbox: Sandbox | None = None,
     running: RunningCommands | None = None,
     timeout_s: float = _TIMEOUT_S,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
 ) -> ToolResult:
     """Search files under `path` for the regular expression `pattern` (Rust regex syntax).
 
@@ -152,7 +153,7 @@ def grep(
             f"\n[stopped at {max_matches} matching lines; narrow the pattern, path or glob "
             "to see the rest]"
         )
-    capped = cap_output(answer, DEFAULT_OUTPUT_LIMIT)
+    capped = cap_output(answer, output_limit)
     hits = [(m["path"], int(m["line"])) for m in _HIT.finditer(capped)]
     truncated = stopped or len(capped) < len(answer)
     return ToolResult(capped, ResultKind.MATCHES, hits=hits, truncated=truncated)
