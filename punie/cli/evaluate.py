@@ -111,10 +111,11 @@ def _loop_config(
     fixture_suite: bool,
     rounds: int,
     harvest_tasks: int | None,
+    full: bool = False,
 ) -> DemoConfig:
     from dataclasses import replace
 
-    from punie.loop.demo import DemoConfig
+    from punie.loop.demo import DemoConfig, full_config
 
     overrides = {
         "workdir": workdir,
@@ -124,7 +125,8 @@ def _loop_config(
         "eval_tasks": eval_tasks,
         "harvest_tasks": harvest_tasks,
     }
-    config = replace(DemoConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    base = full_config() if full else DemoConfig()
+    config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     return replace(config, with_fixture_suite=fixture_suite, rounds=rounds)
 
 
@@ -166,6 +168,11 @@ _HARVEST_TASKS = typer.Option(
 _FIXTURE = typer.Option(True, "--fixture-suite/--no-fixture-suite")
 _TRAIN_PACKAGE = typer.Option(None, "--train-package")
 _EVAL_PACKAGE = typer.Option(None, "--eval-package")
+_FULL = typer.Option(
+    False,
+    "--full",
+    help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~90 min).",
+)
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
 )
@@ -183,6 +190,7 @@ def demo_command(
         1, "--rounds", min=1, help="Rounds of the loop; 2 or more harvest, retrain, re-evaluate."
     ),
     harvest_tasks: int | None = _HARVEST_TASKS,
+    full: bool = _FULL,
     data_only: bool = _DATA_ONLY,
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
@@ -190,7 +198,7 @@ def demo_command(
     Writes report.json, report.md and report.png at the top of the work folder."""
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
-        harvest_tasks,
+        harvest_tasks, full,
     )  # fmt: skip
     _run_loop(config, data_only)
 
@@ -205,12 +213,13 @@ def loop_command(
     eval_tasks: int | None = _EVAL_TASKS,
     fixture_suite: bool = _FIXTURE,
     harvest_tasks: int | None = _HARVEST_TASKS,
+    full: bool = _FULL,
 ) -> None:
     """`punie demo --rounds N` (default 2): each round answers fresh training-repository tasks,
     feeds back the runs that passed, retrains and evaluates on the same held-out set."""
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
-        harvest_tasks,
+        harvest_tasks, full,
     )  # fmt: skip
     _run_loop(config, data_only=False)
 

@@ -219,3 +219,16 @@ def test_the_cli_takes_rounds_on_demo_and_loop() -> None:
         [sys.executable, "-m", "punie", "loop", "--rounds", "0"], capture_output=True, text=True
     )
     assert refused.returncode == 2 and "--rounds" in refused.stderr
+
+
+def test_full_is_the_longer_recipe_in_its_own_folder_and_flags_still_win() -> None:
+    from punie.cli.evaluate import _loop_config
+    from punie.loop.demo import DemoConfig
+
+    short = _loop_config(None, None, None, None, None, True, 1, None)
+    full = _loop_config(None, None, None, None, None, True, 2, None, full=True)
+    assert short == DemoConfig()
+    assert full.eval_tasks is None and full.iters > short.iters
+    assert full.train_tasks > short.train_tasks and full.rounds == 2
+    assert full.workdir != short.workdir
+    assert _loop_config(None, 50, None, None, 60, True, 1, None, full=True).iters == 50
