@@ -241,6 +241,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_DEATH_GRACE_S = 3.0
+
+
 def _wait_until_ready(
     child: MlxChild, *, base_url: str, port: int, model: str, deadline: float
 ) -> None:
@@ -281,6 +284,10 @@ def _wait_until_ready(
         except httpx.TimeoutException:
             raise _startup_error("did not load the model in time", model, port, log_path) from None
         except httpx.TransportError:
+            # A server being killed (by the memory watcher, say) drops the connection a moment
+            # before it has exited: give it that moment, so the error says why it died.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=_DEATH_GRACE_S)
             _raise_if_exited(child, model, port)
             raise _startup_error("dropped the connection", model, port, log_path) from None
         if response.status_code != 200:

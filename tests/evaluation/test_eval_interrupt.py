@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child_signals import default_sigint
 from scripted_server import ScriptedServer, text_reply, tool_reply
 
 from punie.evaluation.suite import EVAL_DIR
@@ -45,6 +46,7 @@ def test_ctrl_c_keeps_finished_and_in_flight_trace_lines(tmp_path: Path) -> None
             [sys.executable, "-c", SCRIPT, str(EVAL_DIR / "bookshelf.jsonl"), server.base_url,
              str(tmp_path)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=default_sigint,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 120

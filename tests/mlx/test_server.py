@@ -18,6 +18,7 @@ from typing import IO
 
 import httpx
 import pytest
+from child_signals import default_sigint
 from model_helpers import write_random_adapter
 
 from punie.errors import ServerError
@@ -233,6 +234,7 @@ def test_punie_serve_stays_up_until_interrupted(
         stderr=subprocess.STDOUT,
         bufsize=0,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert cli.stdout is not None
