@@ -93,15 +93,14 @@ def doctor_report(*, remeasure: bool = False) -> dict[str, Any]:
     from punie.mlx import machine
 
     model = model_report()
-    described = machine.describe()
     blas = blas_report(remeasure=remeasure)
-    blas["hint"] = blas_hint(described.get("vendor"), blas)  # type: ignore[arg-type]
+    blas["hint"] = blas_hint(machine.cpu_vendor(), blas)
     return {
         "punie": _version("punie"),
         "python": sys.version.split()[0],
         "mlx": _version("mlx"),
         "mlx_lm": _version("mlx-lm"),
-        "machine": described,
+        "machine": machine.describe(),
         "blas": blas,
         "model": model,
         "sandbox": sandbox_report(),

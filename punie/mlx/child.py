@@ -97,15 +97,17 @@ class MemoryPolicy:
         """MLX's defaults and no RSS bound (to reproduce the unbounded growth)."""
         return cls(cache_limit_bytes=None, memory_limit_bytes=None, max_rss_bytes=None)
 
-    def env(self) -> dict[str, str]:
-        """The environment the child's entry reads its MLX limits from."""
+    def env(self, inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment the child's entry reads its MLX limits from (and glibc its malloc
+        tunables, after any the `inherited` environment already sets)."""
         values = {
             CACHE_LIMIT_ENV: self.cache_limit_bytes,
             MEMORY_LIMIT_ENV: self.memory_limit_bytes,
         }
         env = {key: str(value) for key, value in values.items() if value is not None}
         if self.keep_freed_memory:
-            env[GLIBC_TUNABLES_ENV] = KEEP_FREED_TUNABLES
+            own = (inherited or {}).get(GLIBC_TUNABLES_ENV)  # the user's own tunables win
+            env[GLIBC_TUNABLES_ENV] = f"{KEEP_FREED_TUNABLES}:{own}" if own else KEEP_FREED_TUNABLES
         return env
 
 
@@ -270,10 +272,7 @@ def start(
     memory = memory or MemoryPolicy()
     blas = choose_blas(enabled=fast_blas)
     env = child_env(blas)
-    for key, value in memory.env().items():
-        if key == GLIBC_TUNABLES_ENV and env.get(key):  # the user's own tunables win
-            value = f"{value}:{env[key]}"
-        env[key] = value
+    env.update(memory.env(env))
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
     env[PARENT_ENV] = str(os.getpid())
