@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Training runs in tests build their frozen-layer states every time (a state stored by one
+    test would skip the build another test watches); the store's own test turns it on."""
+    os.environ.setdefault("PUNIE_FROZEN_STATES_DIR", "off")
 
 
 @pytest.fixture

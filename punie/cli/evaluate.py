@@ -247,3 +247,33 @@ def experiment_recipes_command(
     result = run_recipes_experiment(config, console)
     console.print(result.markdown.read_text(), markup=False, highlight=False)
     console.print(f"table: {result.markdown}\nchart: {result.chart}\njson:  {result.json}")
+
+
+@experiment_app.command("search")
+def experiment_search_command(
+    workdir: Path | None = typer.Option(None, "--workdir", help="Shared with `punie demo`."),
+    only: list[str] = typer.Option(
+        [], "--only", help="Run only these variants (by name; repeatable)."
+    ),
+) -> None:
+    """Recipe search: train each variant on the demo's data, score base, variants and their
+    checkpoints on every held-out turn; a table and a chart of rate against training minutes."""
+    from dataclasses import replace
+
+    from punie.loop.demo import DemoConfig
+    from punie.loop.search import DEFAULT_VARIANTS, run_search
+
+    config = DemoConfig() if workdir is None else replace(DemoConfig(), workdir=workdir)
+    names = {v.name for v in DEFAULT_VARIANTS}
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown variant {unknown[0]!r}; the variants are: {', '.join(sorted(names))}",
+            param_hint="--only",
+        )
+    variants = tuple(v for v in DEFAULT_VARIANTS if not only or v.name in only)
+    result = run_search(config, variants, console)
+    console.print(result.markdown.read_text(), markup=False, highlight=False)
+    console.print(f"table: {result.markdown}\njson:  {result.json}")
+    if result.chart:
+        console.print(f"chart: {result.chart}")

@@ -26,6 +26,8 @@ class TrainResult:
     curve_png: Path | None
     blas: str
     fingerprint: str
+    frozen_cache_skipped_seconds: float = 0.0
+    """The build time of frozen-layer states reused from the store (not spent in `seconds`)."""
     dequantized_modules: int = 0  # quantized layers trained through float32 copies (QLoRA on CPU)
 
     def to_dict(self) -> dict[str, Any]:

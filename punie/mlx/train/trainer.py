@@ -40,6 +40,7 @@ from punie.mlx.train.frozen_cache import (
     check_cached_loss,
     frozen_cut,
 )
+from punie.mlx.train.frozen_store import load_states, save_states, states_key, store_dir
 from punie.mlx.train.masking import end_of_turn_ids
 from punie.mlx.train.recipes import SplitExamples, load_split
 from punie.mlx.train.result import TrainResult
@@ -209,9 +210,12 @@ def _cached_or_plain(
     valid_set: MaskedDataset,
     *,
     progress: bool,
+    skipped: list[float],
 ) -> tuple[Callable[..., tuple[mx.array, mx.array]], Any, Any]:
     """The loss and datasets a run trains with: the plain masked loss on tokens, or (with
-    ``cache_frozen_layers`` and frozen bottom layers) the top layers on cached states."""
+    ``cache_frozen_layers`` and frozen bottom layers) the top layers on cached states, reused
+    from the store when the same states were built before (their build seconds are appended to
+    `skipped`)."""
     config = run.config
     cut = (
         frozen_cut(model, config.num_layers, config.fine_tune_type)
@@ -222,7 +226,21 @@ def _cached_or_plain(
         return masked_loss, train_set, valid_set
     started = time.perf_counter()
     cached = {}
+    # mlx-lm's gradient checkpointing cannot pass the shared-prefix caches through
+    share_prefix = not config.grad_checkpoint
+    folder = store_dir()
     for name, dataset in (("train", train_set), ("valid", valid_set)):
+        path = None
+        if folder is not None:
+            key = states_key(run.model, cut, config.max_seq_length, share_prefix, dataset.examples)
+            path = folder / f"{key}.safetensors"
+            stored = load_states(path, dataset.examples, share_prefix=share_prefix)
+            if stored is not None:
+                log.info("frozen_states_reused", split=name, path=str(path))
+                cached[name] = stored[0]
+                skipped.append(stored[1])
+                continue
+        built = time.perf_counter()
         label = f"cache {cut} frozen layers: {name}"
         with _progress(label, len(dataset), "examples", progress) as bar:
             cached[name] = build_cached_split(
@@ -230,10 +248,11 @@ def _cached_or_plain(
                 dataset.examples,
                 cut,
                 config.max_seq_length,
-                # mlx-lm's gradient checkpointing cannot pass the shared-prefix caches through
-                share_prefix=not config.grad_checkpoint,
+                share_prefix=share_prefix,
                 on_example=bar.advance,
             )
+        if path is not None:
+            save_states(path, cached[name], time.perf_counter() - built)
     lengths = [len(e) for e in train_set.examples]
     first = batch_order(len(train_set), config.batch_size, lengths)[0]
     check_cached_loss(model, cached["train"], cut, masked_loss, first, config.max_seq_length)
@@ -310,8 +329,9 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         loss_log.path.unlink(missing_ok=True)
         if config.resume_adapter_file is not None:
             model.load_weights(config.resume_adapter_file, strict=False)
+    skipped: list[float] = []
     loss, train_data, valid_data = _cached_or_plain(
-        model, run, train_set, valid_set, progress=progress
+        model, run, train_set, valid_set, progress=progress, skipped=skipped
     )
     save_config(
         {**config.to_dict(), "model": run.model, "adapter_path": str(adapter_dir)},
@@ -394,6 +414,7 @@ def run_training(run: ResolvedRun, *, progress: bool = True, blas: str = "") -> 
         trained_tokens=reports.trained_tokens,
         processed_tokens=feeder.processed_tokens,
         seconds=time.perf_counter() - started,
+        frozen_cache_skipped_seconds=sum(skipped),
         loss_jsonl=loss_log.path,
         curve_png=curve,
         blas=blas,

@@ -89,3 +89,69 @@ def test_cached_run_saves_an_adapter_with_the_reported_loss(tmp_path, model_dir)
     tokens, mask, _ = pack_batch(examples, 1024)
     loss, _ = masked_loss(tuned, mx.array(tokens), mx.array(mask))
     assert loss.item() == pytest.approx(result.final_valid_loss, rel=1e-3)
+
+
+def _run(tmp_path: Path, name: str, learning_rate: float):
+    from punie.mlx.train import make_config, train
+
+    data = tmp_path / "data"
+    if not data.is_dir():
+        data.mkdir()
+        write_split(data / "train.jsonl", [SHORT, LONG])
+        write_split(data / "valid.jsonl", [SHORT, LONG])
+    return train(
+        make_config(
+            {"data": str(data), "adapter_path": str(tmp_path / name), "num_layers": 4,
+             "batch_size": 2, "iters": 2, "max_seq_length": 1024,
+             "learning_rate": learning_rate, "steps_per_report": 1, "val_batches": -1,
+             "cache_frozen_layers": True}
+        ),
+        progress=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_rows_reuses_the_stored_states(tmp_path, model_dir, monkeypatch):
+    from punie.mlx.train.frozen_store import STORE_ENV
+
+    store = tmp_path / "store"
+    monkeypatch.setenv(STORE_ENV, str(store))
+    first = _run(tmp_path, "first", 1e-3)
+    assert first.frozen_cache_skipped_seconds == 0.0
+    stored = sorted(store.glob("*.safetensors"))
+    assert len(stored) == 2  # train and valid
+    again = _run(tmp_path, "again", 1e-3)
+    assert again.frozen_cache_skipped_seconds > 0.0  # built once, reused
+    # The reused states train exactly as the built ones did.
+    assert again.final_valid_loss == pytest.approx(first.final_valid_loss, rel=1e-5)
+    other = _run(tmp_path, "other", 5e-3)
+    assert other.frozen_cache_skipped_seconds > 0.0  # another learning rate, the same states
+    assert other.final_valid_loss != pytest.approx(first.final_valid_loss, rel=1e-5)
+    monkeypatch.setenv(STORE_ENV, "off")
+    assert _run(tmp_path, "off", 1e-3).frozen_cache_skipped_seconds == 0.0
+
+
+def test_stored_states_are_keyed_by_tokens_and_layers_and_a_bad_file_is_rebuilt(
+    tmp_path, model_dir
+):
+    import mlx.core as mx
+
+    from punie.mlx.train.frozen_cache import CachedSplit
+    from punie.mlx.train.frozen_store import load_states, save_states, states_key
+    from punie.mlx.train.masking import MaskedExample
+
+    a = MaskedExample(tokens=(1, 2, 3, 4), mask=(False, False, True, True))
+    b = MaskedExample(tokens=(1, 2, 3, 5), mask=(False, False, True, True))
+    key = states_key(str(model_dir), 26, 1024, True, [a])
+    assert key == states_key(str(model_dir), 26, 1024, True, [a])
+    assert key != states_key(str(model_dir), 26, 1024, True, [b])
+    assert key != states_key(str(model_dir), 22, 1024, True, [a])
+    split = CachedSplit([a], mx.ones((2, 3)), [mx.zeros((2, 3))], computed_tokens=4)
+    path = tmp_path / f"{key}.safetensors"
+    assert save_states(path, split, build_seconds=1.5)
+    loaded, seconds = load_states(path, [a], share_prefix=True)
+    assert seconds == 1.5 and loaded.computed_tokens == 4
+    assert mx.array_equal(loaded.prefix, split.prefix)
+    assert load_states(path, [a, b], share_prefix=True) is None  # not the same rows
+    path.write_bytes(b"not a safetensors file")
+    assert load_states(path, [a], share_prefix=True) is None
