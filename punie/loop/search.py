@@ -41,7 +41,7 @@ class Variant:
 
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
     Variant("demo recipe"),
-    Variant("lr 1e-3", {"learning_rate": 1e-3}),
+    Variant("lr 5e-4", {"learning_rate": 5e-4}),
     Variant("16 layers", {"num_layers": 16}),
     Variant("240 steps", {"iters": 240}),
 )
