@@ -98,7 +98,7 @@ def _run(tmp_path: Path, name: str, learning_rate: float):
     if not data.is_dir():
         data.mkdir()
         write_split(data / "train.jsonl", [SHORT, LONG])
-        write_split(data / "valid.jsonl", [SHORT, LONG])
+        write_split(data / "valid.jsonl", [LONG, CHAT])  # other rows: states of their own
     return train(
         make_config(
             {"data": str(data), "adapter_path": str(tmp_path / name), "num_layers": 4,
