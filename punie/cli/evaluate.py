@@ -256,8 +256,8 @@ def experiment_search_command(
         [], "--only", help="Run only these variants (by name; repeatable)."
     ),
 ) -> None:
-    """Recipe search: train each variant on the demo's data, score base, variants and their
-    checkpoints on every held-out turn; a table and a chart of rate against training minutes."""
+    """Recipe search: train each variant on the demo's data, score base and every variant with
+    the agent eval and the first-turn probe; a table and a chart of rates by training minutes."""
     from dataclasses import replace
 
     from punie.loop.demo import DemoConfig

@@ -15,7 +15,7 @@ write that turn? Every held-out task with a gold conversation gives its turns:
 - `direct`: the only turn of a task without tools; right when it calls no tool and holds the facts.
 
 Every turn must also end at the end-of-turn token within `max_tokens`. Generation is greedy and
-batched (mlx-lm's `batch_generate`) in an MLX child, the shared system-and-tools prefix computed
+batched (mlx-lm's `BatchGenerator`) in an MLX child, the shared system-and-tools prefix computed
 once; rates come with 95% Wilson intervals.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ import structlog
 
 from punie.errors import DataError, ModelImportError
 from punie.evaluation.checks import check_call, missing_facts
-from punie.evaluation.intervals import wilson_interval
+from punie.evaluation.intervals import rate_interval
 from punie.mlx.child import ChildError, call
 from punie.records.conversation import Conversation
 from punie.records.task import TaskSpec
@@ -79,9 +79,8 @@ def turn_cases(tasks: Iterable[TaskSpec], conversations: Iterable[Conversation])
     """The cases of every task whose gold conversation is given (matched by `meta.row_id`)."""
     gold: dict[str, Conversation] = {}
     for conversation in conversations:
-        row_id = getattr(conversation.meta, "row_id", None)
-        if row_id:
-            gold[str(row_id)] = conversation
+        if conversation.meta.row_id:
+            gold[conversation.meta.row_id] = conversation
     cases: list[TurnCase] = []
     for task in tasks:
         conversation = gold.get(task.id)
@@ -188,16 +187,7 @@ def summarize_turns(verdicts: Sequence[TurnVerdict]) -> dict[str, Any]:
         by_role["all_turns"].append(v.right)
         by_task[v.task_id].append(v.right)
     by_role["tasks_all_right"] = [all(flags) for flags in by_task.values()]
-    out: dict[str, Any] = {}
-    for name, flags in by_role.items():
-        low, high = wilson_interval(sum(flags), len(flags))
-        out[name] = {
-            "n": len(flags),
-            "rate": sum(flags) / len(flags) if flags else 0.0,
-            "low": low,
-            "high": high,
-        }
-    return out
+    return {name: rate_interval(flags).model_dump() for name, flags in by_role.items()}
 
 
 def probe_turns(
@@ -251,6 +241,7 @@ def generate_turns(
     from mlx_lm.models.cache import make_prompt_cache
 
     from punie.mlx.chat_template import TOOLS_CHAT_TEMPLATE
+    from punie.mlx.train.frozen_cache import common_prefix
     from punie.mlx.train.masking import end_of_turn_ids
     from punie.records.profile import resolve_profile
 
@@ -268,7 +259,7 @@ def generate_turns(
         )
         for p in prompts
     ]
-    shared = min(_common_prefix(encoded[0], e) for e in encoded) if encoded else 0
+    shared = min(common_prefix(encoded[0], e) for e in encoded) if encoded else 0
     shared = min(shared, *(len(e) - 1 for e in encoded))
     prefix_cache = make_prompt_cache(lm)
     if shared > 0:
@@ -290,19 +281,3 @@ def generate_turns(
                 ended[r.uid] = r.finish_reason == "stop"
     generator.close()
     return [{"text": tokenizer.decode(tokens[u]), "ended": ended.get(u, False)} for u in uids]
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def write_verdicts(path: Path, verdicts: Iterable[TurnVerdict]) -> None:
-    """The verdicts as JSON lines, for reading the failures."""
-    with path.open("w", encoding="utf-8") as handle:
-        for v in verdicts:
-            handle.write(json.dumps(asdict(v)) + "\n")

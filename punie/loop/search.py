@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,8 @@ def run_search(
     and the first-turn probe, and write `search/search.md`, `.json` and `.png` in the work
     folder."""
     from punie.evaluation.evaluate import EvalTarget, evaluate
-    from punie.evaluation.turns import probe_turns, summarize_turns, write_verdicts
+    from punie.evaluation.turns import probe_turns, summarize_turns
+    from punie.records.jsonl import write_rows
 
     console = console or Console()
     stages, model_dir, data = prepare_data(config, console)
@@ -102,7 +103,7 @@ def run_search(
     def probe(name: str, adapter: Path | None) -> dict[str, Any]:
         def build(folder: Path) -> dict[str, Any]:
             verdicts = probe_turns(model_dir, cases, adapter=adapter)
-            write_verdicts(folder / "verdicts.jsonl", verdicts)
+            write_rows(folder / "verdicts.jsonl", (asdict(v) for v in verdicts))
             return {"summary": summarize_turns(verdicts)}
 
         weights = [adapter / "adapters.safetensors"] if adapter is not None else []

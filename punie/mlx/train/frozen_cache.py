@@ -74,7 +74,8 @@ def _bottom(model: nn.Module, tokens: mx.array, caches: list[KVCache], cut: int)
     return h
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     n = min(len(a), len(b))
     diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
     return int(diff[0]) if diff.size else n
@@ -131,7 +132,7 @@ class CachedSplit:
         shared = width
         if self.share_prefix:
             for e in examples[1:]:
-                shared = min(shared, _common_prefix(examples[0].tokens, e.tokens))
+                shared = min(shared, common_prefix(examples[0].tokens, e.tokens))
             shared = min(shared, *lengths) - 1  # each row keeps one position of its own
         p = max(0, shared) // _ALIGN * _ALIGN if self.share_prefix else 0
         s = width - p
@@ -263,7 +264,7 @@ def build_cached_split(
     cut_tokens = [e.tokens[:max_seq_length] for e in examples]
     common = len(cut_tokens[0])
     for toks in cut_tokens[1:]:
-        common = min(common, _common_prefix(cut_tokens[0], toks))
+        common = min(common, common_prefix(cut_tokens[0], toks))
     order = sorted(range(len(examples)), key=lambda i: cut_tokens[i])
     caches = [KVCache() for _ in range(cut)]
     suffixes: list[mx.array | None] = [None] * len(examples)
@@ -273,7 +274,7 @@ def build_cached_split(
     computed = 0
     for i in order:
         toks = cut_tokens[i]
-        shared = _common_prefix(prev, toks)
+        shared = common_prefix(prev, toks)
         for cache in caches:
             cache.trim(cache.offset - shared)
         parts = [prev_suffix[: shared - common]] if prev_suffix is not None else []

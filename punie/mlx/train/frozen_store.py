@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 import platformdirs
 import structlog
 
@@ -52,7 +53,7 @@ def states_key(
     h.update(f"{folder.resolve()}|{cut}|{max_seq_length}|{share_prefix}|".encode())
     for example in examples:
         h.update(len(example.tokens).to_bytes(4, "little"))
-        h.update(b"".join(int(t).to_bytes(4, "little") for t in example.tokens[:max_seq_length]))
+        h.update(np.asarray(example.tokens[:max_seq_length], dtype="<i4").tobytes())
     return h.hexdigest()[:32]
 
 
