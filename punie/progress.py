@@ -3,6 +3,10 @@
 With stdout not a terminal (CI, `nohup`, `tee`), rich bars never show; `progress()` then prints
 `[label] 12/38 tasks · 1.9/min · ETA 13.7 min` from a background thread, whether or not a step
 finished, and one closing line with the elapsed time.
+
+This module and `punie.cli` are the only places that import rich: the training and import
+children draw their own progress without going through the CLI, and the loop prints its stages
+on the `Console` passed down from the CLI (or `Console()` when called as a library).
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from rich.progress import (
 )
 
 LOG_INTERVAL_S = 30.0
+
+__all__ = ["LOG_INTERVAL_S", "Console", "ProgressTracker", "progress", "stderr_console"]
+
+
+def stderr_console() -> Console:
+    """A console on stderr, for processes whose stdout carries results (a child's JSON, a path)."""
+    return Console(stderr=True)
 
 
 @dataclass

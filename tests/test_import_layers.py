@@ -142,3 +142,33 @@ def test_the_cycle_finder_finds_cycles(graph: dict[str, set[str]], has_cycle: bo
 def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     assert layer_of("punie.records.task") < layer_of("punie.runtime.agent")
     assert layer_of("punie.cli.run") == len(LAYERS) - 1
+
+
+#: Third-party packages only these modules may import: the user interface stays in the CLI;
+#: rich also draws the progress of children (training, model import) that never pass through it.
+UI_PACKAGES = {"typer": ("punie.cli",), "rich": ("punie.cli", "punie.progress")}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the non-punie packages a file imports (inside functions too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_cli_imports_typer_and_rich() -> None:
+    wrong = [
+        f"{module_name(path)} imports {package}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for package in sorted(third_party_imports(path) & UI_PACKAGES.keys())
+        if not any(
+            module_name(path) == home or module_name(path).startswith(home + ".")
+            for home in UI_PACKAGES[package]
+        )
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert "rich" in third_party_imports(PACKAGE / "cli" / "tables.py")

@@ -59,7 +59,9 @@ def convert(
             limit=limit,
             on_row=advance,
         )
-    console.print(result.table())
+    from punie.cli.tables import conversion_table
+
+    console.print(conversion_table(result))
     console.print(f"wrote {result.converted} conversations to {out}")
 
 
@@ -117,7 +119,9 @@ def generate(
             phrasing=phrasing,
             on_task=advance,
         )
-    console.print(report.table())
+    from punie.cli.tables import generation_table
+
+    console.print(generation_table(report))
     console.print(f"wrote {report.total} conversations to {out} (repository {report.repo})")
 
 
@@ -140,7 +144,9 @@ def harvest(
     output_file(out, "--out")
     with _progress("harvest", None) as advance:
         report = harvest_traces(traces, out, verified=verified, on_run=advance)
-    console.print(report.table())
+    from punie.cli.tables import harvest_table
+
+    console.print(harvest_table(report))
     console.print(f"wrote {report.kept} conversations to {out}")
 
 
@@ -186,7 +192,9 @@ def mix(
     )
     with _progress("validate and mix", None) as advance:
         card = mix_datasets(code, generic or [], out, config, on_item=advance)
-    for table in card.tables():
+    from punie.cli.tables import card_tables
+
+    for table in card_tables(card):
         console.print(table)
     written = [f"{split}.jsonl" for split, rows in card.examples.items() if rows]
     console.print(f"wrote {', '.join(f'{out}/{name}' for name in written)} and card.json")

@@ -30,7 +30,6 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from rich.table import Table
 
 from punie.data.redact import Redactor
 from punie.errors import DataError
@@ -81,19 +80,6 @@ class HarvestReport:
             "redacted": dict(self.redacted.most_common()),
             "truncated_results": self.truncated_results,
         }
-
-    def table(self) -> Table:
-        table = Table(title="harvest: " + ", ".join(self.traces))
-        table.add_column("what")
-        table.add_column("runs", justify="right")
-        table.add_row("runs read", str(self.runs_read))
-        for reason, count in self.dropped.most_common():
-            table.add_row(f"[yellow]dropped: {reason}[/yellow]", str(count))
-        table.add_row("[bold]kept[/bold]", str(self.kept))
-        for kind, count in self.redacted.most_common():
-            table.add_row(f"[dim]secrets redacted: {kind}[/dim]", str(count))
-        table.add_row("[dim]tool results truncated[/dim]", str(self.truncated_results))
-        return table
 
 
 def read_verified(path: Path) -> set[str]:

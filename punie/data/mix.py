@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from rich.table import Table
 
 from punie.data.harvest import is_placeholder_result
 from punie.errors import DataError
@@ -78,38 +77,6 @@ class DatasetCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def tables(self) -> list[Table]:
-        counts = Table(title=f"mix: {self.out_dir}")
-        counts.add_column("source")
-        for split in SPLITS:
-            counts.add_column(split, justify="right")
-        sources = sorted({s for per in self.counts.values() for s in per})
-        for source in sources:
-            counts.add_row(source, *(str(self.counts[s].get(source, 0)) for s in SPLITS))
-        counts.add_row(
-            "[bold]code share[/bold]",
-            *(
-                "-" if self.ratio_achieved[s] is None else f"{self.ratio_achieved[s]:.3f}"
-                for s in SPLITS
-            ),
-        )
-        counts.add_row("[bold]rows written[/bold]", *(str(self.examples[s]) for s in SPLITS))
-        lengths = Table(title="tokens per conversation")
-        lengths.add_column("split")
-        for column in ("min", "mean", "median", "p95", "max"):
-            lengths.add_column(column, justify="right")
-        for split in SPLITS:
-            stats = self.tokens.get(split) or {}
-            lengths.add_row(
-                split, *(f"{stats.get(c, 0):g}" for c in ("min", "mean", "median", "p95", "max"))
-            )
-        dropped = Table(title="dropped conversations")
-        dropped.add_column("reason")
-        dropped.add_column("count", justify="right")
-        for reason, count in sorted(self.dropped.items()):
-            dropped.add_row(reason, str(count))
-        return [counts, lengths, dropped]
 
 
 class TemplateValidator:

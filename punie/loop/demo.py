@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from rich.console import Console
 
 from punie.data.generate.splits import DEFAULT_PLAN, SplitPlan, eval_subset, per_package
 from punie.loop.stages import Stages, as_json, code_digest, content_digest, package_source
+from punie.progress import Console
 
 GENERATOR_CODE = (
     "punie.data.generate",

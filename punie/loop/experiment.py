@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from punie.loop.demo import RUNTIME_CODE, DemoConfig, build_data, train_stage
 from punie.loop.stages import Stages, code_digest, content_digest
+from punie.progress import Console
 
 COLUMNS = (
     ("termination_rate", "terminated", "{:.0%}"),

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from punie.loop.demo import DemoConfig, demo_tasks, prepare_data
 from punie.loop.rounds import run_rounds
 from punie.loop.summary import write_loop_report
 from punie.mlx.adapters import remember_adapter
+from punie.progress import Console
 
 
 @dataclass

@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from punie.loop.demo import DemoConfig, demo_tasks, eval_inputs, prepare_data, train_stage
 from punie.loop.stages import as_json, code_digest, content_digest
+from punie.progress import Console
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from pydantic import BaseModel
-from rich.console import Console
 
 from punie.errors import ConfigError, PunieError
+from punie.progress import Console
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -19,11 +19,11 @@ import structlog
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.gguf_reader import ReaderTensor
 from gguf.quants import dequantize
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from punie.errors import ModelImportError
 from punie.mlx.gguf_tokenizer import read_tokenizer_spec, write_tokenizer
+from punie.progress import progress as track
+from punie.progress import stderr_console
 
 log = structlog.get_logger(__name__)
 
@@ -238,10 +238,11 @@ def _convert_weights(
     reader: GGUFReader, source: Path, config: GGUFModelConfig, *, progress: bool
 ) -> dict[str, mx.array]:
     weights: dict[str, mx.array] = {}
-    columns = (TextColumn("importing {task.description}"), BarColumn(), TimeElapsedColumn())
-    console = Console(stderr=True)  # stdout stays for results (the CLI prints the folder)
-    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
-        task = bar.add_task(source.name, total=len(reader.tensors))
+    # stderr: stdout stays for results (the CLI prints the folder)
+    label = f"import {source.name}"
+    with track(
+        label, len(reader.tensors), unit="tensors", console=stderr_console(), enabled=progress
+    ) as bar:
         for tensor in reader.tensors:
             name = _hf_name(source, tensor.name)
             values = _dequantized(tensor)
@@ -250,7 +251,7 @@ def _convert_weights(
             elif config.model_type == "llama" and ".self_attn.k_proj." in name:
                 values = unpermute_rotary(values, config.num_key_value_heads)
             weights[name] = mx.array(values)
-            bar.advance(task)
+            bar.advance()
     return weights
 
 

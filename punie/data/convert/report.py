@@ -1,5 +1,5 @@
 """Running a converter over a stream of rows, and the report it leaves: rows read, converted,
-skipped per named reason, kinds of conversation, and the yield (JSON file and a rich table).
+skipped per named reason, kinds of conversation, and the yield (JSON; the CLI draws a table).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from rich.table import Table
 
 from punie.data.convert.sources import RawRow
 from punie.errors import DataError
@@ -70,26 +69,6 @@ class ConversionReport:
     def write_json(self, path: Path) -> None:
         """Write the report as JSON, atomically."""
         write_json(Path(path), self.to_dict())
-
-    def table(self) -> Table:
-        """A rich table: the totals, then one line per skip reason and per kind."""
-        table = Table(title=f"convert {self.source}: {self.input}")
-        table.add_column("what")
-        table.add_column("rows", justify="right")
-        table.add_column("share", justify="right")
-        total = self.rows_read or 1
-
-        def add(label: str, count: int) -> None:
-            table.add_row(label, str(count), f"{100 * count / total:.2f}%")
-
-        add("read", self.rows_read)
-        add("converted", self.converted)
-        for kind, count in self.kinds.most_common():
-            add(f"  kind {kind}", count)
-        add("skipped", self.rejected)
-        for reason, count in self.skipped.most_common():
-            add(f"  {reason}", count)
-        return table
 
 
 def convert_rows(

@@ -1,12 +1,10 @@
-"""What one generation run kept and skipped: `GenerationReport`, as JSON and as a table."""
+"""What one generation run kept and skipped: `GenerationReport` (the CLI draws its table)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-
-from rich.table import Table
 
 
 @dataclass
@@ -38,17 +36,3 @@ class GenerationReport:
             "skipped": dict(self.skipped.most_common()),
             "seconds": round(self.seconds, 3),
         }
-
-    def table(self) -> Table:
-        title = f"generate: {self.repo_name} ({self.total} tasks, seed {self.seed}"
-        table = Table(title=f"{title}, {self.phrasing} phrasing)")
-        table.add_column("kind")
-        table.add_column("tasks", justify="right")
-        for kind, count in sorted(self.kept.items()):
-            table.add_row(kind, str(count))
-        for category, count in sorted(self.categories.items()):
-            table.add_row(f"[dim]category {category}[/dim]", str(count))
-        for reason, count in self.skipped.most_common():
-            table.add_row(f"[yellow]skipped: {reason}[/yellow]", str(count))
-        table.add_row("[bold]total[/bold]", str(self.total))
-        return table

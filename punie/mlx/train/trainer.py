@@ -27,7 +27,6 @@ from mlx_lm.tuner.trainer import train as mlx_train
 from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
 from mlx_lm.utils import _download, load_model, load_tokenizer, save_config
 from mlx_lm.utils import load_config as mlx_load_config
-from rich.console import Console
 
 from punie.errors import ConfigError, ModelImportError
 from punie.mlx.train.batches import BatchFeeder, MaskedDataset, batch_order, masked_loss
@@ -45,6 +44,7 @@ from punie.mlx.train.masking import end_of_turn_ids
 from punie.mlx.train.recipes import SplitExamples, load_split
 from punie.mlx.train.result import TrainResult
 from punie.progress import progress as track
+from punie.progress import stderr_console
 from punie.records.jsonl import write_json
 from punie.records.profile import resolve_profile
 
@@ -88,7 +88,7 @@ class _Reports(TrainingCallback):
 def _progress(label: str, total: int, unit: str, enabled: bool) -> Any:
     """A bar on a terminal, a plain line at least every 30 s in a log (stderr: stdout may be
     the child's JSON channel)."""
-    return track(label, total, unit=unit, console=Console(stderr=True), enabled=enabled)
+    return track(label, total, unit=unit, console=stderr_console(), enabled=enabled)
 
 
 def _save_checkpoint(
