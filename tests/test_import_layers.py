@@ -16,7 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "punie"
 
 #: Lowest first; a module may import its own layer and the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("punie", "punie.errors", "punie.logs", "punie.progress", "punie.shipped"),
+    (
+        "punie",
+        "punie.errors",
+        "punie.logs",
+        "punie.process_group",
+        "punie.progress",
+        "punie.shipped",
+    ),
     ("punie.records",),
     ("punie.mlx",),
     ("punie.runtime",),

@@ -42,6 +42,7 @@ from punie.mlx.entry import (
     PDEATHSIG_ENV,
     STATS_ENV,
 )
+from punie.process_group import signal_group, stop_group
 
 log = structlog.get_logger(__name__)
 
@@ -180,18 +181,8 @@ class MlxChild:
         if self.process.poll() is None:
             self.stopped = True
         pgid = self.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, first)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
+        if stop_group(self.process, grace_s, first):
             log.warning("mlx_child_kill", name=self.name, pid=pgid, grace_s=grace_s)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            self.process.wait()
-        # Anything it spawned that outlived it is still in its group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
         if self._watcher is not None:
             self._watcher.join(timeout=2 * _SAMPLE_S)
         log.info(
@@ -231,8 +222,7 @@ class MlxChild:
                     rss_mb=sample["VmRSS"] // 1024,
                     bound_mb=bound // MB,
                 )
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.pid, signal.SIGKILL)
+                signal_group(self.pid)
                 return
             time.sleep(_SAMPLE_S)
 

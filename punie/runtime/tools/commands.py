@@ -14,9 +14,10 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ToolError
+from punie.process_group import signal_group
 from punie.records.tool_result import ResultKind, ToolResult
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT, OutputCapper
-from punie.runtime.tools.processes import RUNNING, RunningCommands, kill_group
+from punie.runtime.tools.processes import RUNNING, RunningCommands
 from punie.runtime.tools.sandbox import HOW_TO_GET_ONE, Sandbox, default_sandbox
 from punie.runtime.tools.workspace import Workspace
 
@@ -105,7 +106,7 @@ def _run(
         deadline = started + timeout_s
         timed_out, leftovers_killed, text, capper = _collect(proc, deadline, output_limit)
     finally:
-        kill_group(proc.pid)
+        signal_group(proc.pid)
         proc.wait()
         killed_for = [r.discard(proc.pid) for r in registries]
     interrupted = next((why for why in killed_for if why), None)
@@ -163,13 +164,13 @@ def _collect(
             now = time.monotonic()
             if now >= deadline:
                 timed_out = exited_at is None
-                leftovers_killed = kill_group(proc.pid) and not timed_out
+                leftovers_killed = signal_group(proc.pid) and not timed_out
                 break
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
             if exited_at is not None and now - exited_at > _DRAIN_AFTER_EXIT_S:
                 # A background child still holds the pipe open: stop it, keep what it wrote.
-                leftovers_killed = kill_group(proc.pid)
+                leftovers_killed = signal_group(proc.pid)
                 break
             if not selector.select(min(_POLL_S, deadline - now)):
                 continue
@@ -183,7 +184,7 @@ def _collect(
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_group(proc.pid)
+            signal_group(proc.pid)
         else:  # children that outlive bash in its group are not wanted
-            leftovers_killed = kill_group(proc.pid) or leftovers_killed
+            leftovers_killed = signal_group(proc.pid) or leftovers_killed
     return timed_out, leftovers_killed, capper.text(), capper

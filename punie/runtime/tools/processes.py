@@ -3,24 +3,13 @@ them at once (`RunningCommands.kill_all`) instead of waiting for them to end."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 
 import structlog
 
+from punie.process_group import signal_group
+
 log = structlog.get_logger(__name__)
-
-
-def kill_group(pgid: int) -> bool:
-    """SIGKILL every process in the group; whether any was still there."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # only a reused group id of someone else's processes; leave it
-        return False
-    return True
 
 
 class RunningCommands:
@@ -48,7 +37,7 @@ class RunningCommands:
             for pgid in groups:
                 self._killed[pgid] = reason
         for pgid in groups:
-            kill_group(pgid)
+            signal_group(pgid)
         if groups:
             log.warning("commands_killed", groups=len(groups), reason=reason)
         return len(groups)

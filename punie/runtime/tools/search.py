@@ -17,10 +17,11 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ToolError
+from punie.process_group import signal_group
 from punie.records.tool_result import ErrorKind, ResultKind, ToolResult
 from punie.runtime.tools.fence import kind_of
 from punie.runtime.tools.output import DEFAULT_OUTPUT_LIMIT, cap_output
-from punie.runtime.tools.processes import RUNNING, RunningCommands, kill_group
+from punie.runtime.tools.processes import RUNNING, RunningCommands
 from punie.runtime.tools.sandbox import Sandbox, default_sandbox
 from punie.runtime.tools.workspace import Workspace
 
@@ -239,7 +240,7 @@ def _run_rg(
                     if stopped:
                         break
     finally:
-        kill_group(proc.pid)
+        signal_group(proc.pid)
         code = proc.wait()
         for registry in registries:
             registry.discard(proc.pid)
