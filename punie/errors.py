@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PunieError(Exception):
     """A user-facing error; the CLI prints it as one red line, never a traceback."""
@@ -32,3 +37,10 @@ class DataError(PunieError):
 
 class ModelImportError(PunieError):
     """A model file (GGUF, model folder, adapter) cannot be imported or loaded."""
+
+
+def first_problem(exc: ValidationError, default_where: str = "?") -> tuple[str, str, Any]:
+    """A pydantic ValidationError's first problem: where (dotted path), the message, the input."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or default_where
+    return where, str(first["msg"]), first.get("input")

@@ -37,15 +37,11 @@ from rich.table import Table
 from punie.errors import ToolError
 from punie.logs import configure_logging
 from punie.runtime.recovery import repair_response
-from punie.runtime.tools import (
-    Sandbox,
-    Workspace,
-    detect_sandbox,
-    grep,
-    read_file,
-    run_command,
-    write_file,
-)
+from punie.runtime.tools.commands import run_command
+from punie.runtime.tools.files import read_file, write_file
+from punie.runtime.tools.sandbox import Sandbox, detect_sandbox
+from punie.runtime.tools.search import grep
+from punie.runtime.tools.workspace import Workspace
 
 SECRET = "PUNIE-ATTACK-SECRET-7f3a"
 KEY = "sk-attack-key-91c2"

@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 import structlog
 
-from punie.errors import DataError, ModelImportError
+from punie.errors import DataError
 from punie.evaluation.checks import check_call, missing_facts
 from punie.evaluation.intervals import rate_interval
-from punie.mlx.child import ChildError, call
+from punie.mlx.child import call, failing_as_model_error
 from punie.records.conversation import Conversation
 from punie.records.task import TaskSpec
 from punie.records.toolcall_text import parse_tool_calls
@@ -209,14 +209,9 @@ def probe_turns(
         "prompts": [{"messages": c.messages, "tools": c.tools} for c in cases],
         "max_tokens": max_tokens,
     }
-    try:
+    adapter_part = f" with adapter {adapter}" if adapter else ""
+    with failing_as_model_error(f"the turn probe of {model}{adapter_part}"):
         replies = call("turn probe", "punie.evaluation.turns:generate_turns", request)
-    except ChildError as exc:
-        raise ModelImportError(
-            f"the turn probe of {model}"
-            + (f" with adapter {adapter}" if adapter else "")
-            + f" failed: {exc}"
-        ) from None
     verdicts = [score_case(c, r["text"], r["ended"]) for c, r in zip(cases, replies, strict=True)]
     log.info(
         "turn_probe",

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from punie import errors
-from punie.errors import PunieError
+from punie.errors import ModelImportError, PunieError
 from punie.mlx.blas import BlasChoice, child_env, choose_blas
 from punie.mlx.entry import (
     CACHE_LIMIT_ENV,
@@ -301,6 +301,15 @@ def start(
         max_rss=memory.max_rss_bytes,
     )
     return child
+
+
+@contextlib.contextmanager
+def failing_as_model_error(job: str) -> Iterator[None]:
+    """Re-raise a ChildError from the block as ModelImportError("{job} failed: ...")."""
+    try:
+        yield
+    except ChildError as exc:
+        raise ModelImportError(f"{job} failed: {exc}") from None
 
 
 def run_main(

@@ -14,7 +14,7 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from punie.errors import DataError
+from punie.errors import DataError, first_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,10 +98,9 @@ def read_records(path: Path, model: type[M], *, what: str, fix: str) -> Iterator
         try:
             yield model.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "row"
+            where, message, _ = first_problem(exc, "row")
             raise DataError(
-                f"{path}:{number}: not a {model.__name__} ({where}: {first['msg']}); {fix}"
+                f"{path}:{number}: not a {model.__name__} ({where}: {message}); {fix}"
             ) from exc
 
 

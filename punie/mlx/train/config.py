@@ -15,7 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from punie.errors import ConfigError
+from punie.errors import ConfigError, first_problem
 from punie.mlx.train.recipes import Recipe
 
 log = structlog.get_logger(__name__)
@@ -106,11 +106,8 @@ def make_config(values: Mapping[str, Any], *, source: str = "config") -> TrainCo
     try:
         config = _ADAPTER.validate_python(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "?"
-        raise ConfigError(
-            f"{source}: key {key!r}: {first['msg']} (got {first.get('input')!r})"
-        ) from exc
+        key, message, got = first_problem(exc)
+        raise ConfigError(f"{source}: key {key!r}: {message} (got {got!r})") from exc
     rank = config.lora_parameters.get("rank")
     if config.fine_tune_type != "full" and (not isinstance(rank, int) or rank < 1):
         raise ConfigError(f"{source}: key 'lora_parameters.rank' must be an integer >= 1")

@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from punie.errors import ModelImportError
-from punie.mlx.child import ChildError, run_main
+from punie.mlx.child import failing_as_model_error, run_main
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +50,8 @@ def fuse(
     if dequantize:
         args.append("--dequantize")
     log.info("fuse_start", model=model, adapter=str(adapter), out=str(out))
-    try:
+    with failing_as_model_error(f"fusing {adapter} into {model}"):
         run_main("mlx-lm fuse", "mlx_lm.fuse:main", args, fast_blas=fast_blas)
-    except ChildError as exc:
-        raise ModelImportError(f"fusing {adapter} into {model} failed: {exc}") from None
     if not (out / "config.json").is_file():
         raise ModelImportError(f"fusing {adapter} into {model} wrote no {out / 'config.json'}")
     log.info("fuse_done", out=str(out))

@@ -13,8 +13,7 @@ from typing import Any
 
 import structlog
 
-from punie.errors import ModelImportError
-from punie.mlx.child import ChildError, call
+from punie.mlx.child import call, failing_as_model_error
 
 log = structlog.get_logger(__name__)
 
@@ -45,14 +44,11 @@ def held_out_loss(
         "data": str(conversations),
         "limit": limit,
     }
-    try:
+    adapter_part = f" with adapter {adapter}" if adapter else ""
+    job = f"computing the held-out loss of {model}{adapter_part} on {conversations}"
+    job += " (check that mlx_lm loads them)"
+    with failing_as_model_error(job):
         values = call("held-out loss", "punie.mlx.train.loss:compute", request)
-    except ChildError as exc:
-        raise ModelImportError(
-            f"computing the held-out loss of {model}"
-            + (f" with adapter {adapter}" if adapter else "")
-            + f" on {conversations} failed; check that mlx_lm loads them: {exc}"
-        ) from None
     result = HeldOutLoss(**values)
     log.info("held_out_loss", model=str(model), adapter=str(adapter), **asdict(result))
     return result
