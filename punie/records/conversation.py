@@ -14,6 +14,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from punie.errors import first_problem
 from punie.records.jsonl import read_records, write_records
 from punie.records.toolcall_text import TextToolCall, parse_tool_calls
 
@@ -348,4 +349,4 @@ class ConversationBuilder:
         try:
             return Conversation(messages=self.messages, tools=tools, meta=meta)
         except ValidationError as exc:
-            raise RowRejected("invalid_record", str(exc.errors()[0]["msg"])) from exc
+            raise RowRejected("invalid_record", first_problem(exc)[1]) from exc
