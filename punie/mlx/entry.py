@@ -2,7 +2,8 @@
 
 Before running its target, the child makes sure it dies with its parent (Linux
 `PR_SET_PDEATHSIG` and a watchdog on the parent pid, which also covers a parent that ended
-between fork and exec) and applies MLX memory limits from the environment:
+between fork and exec), applies MLX memory limits from the environment and routes MLX's CPU
+attention through `punie.mlx.attention` (unless ``PUNIE_MLX_ATTENTION=stock``):
 
 - ``main MODULE:FUNC ARGS...`` runs a command-line entry point with ``sys.argv`` set to ARGS
   (``mlx_lm.server:main``, ``mlx_lm.fuse:main``);
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if PARENT_ENV in os.environ:
         die_with_parent(int(os.environ[PARENT_ENV]), pdeathsig=os.environ.get(PDEATHSIG_ENV) == "1")
     apply_mlx_limits()
+    from punie.mlx.attention import install
+
+    install()  # blocked causal attention unless PUNIE_MLX_ATTENTION=stock
     mode, spec, rest = args[0], args[1], args[2:]
     if mode == "call":
         return _call(spec, Path(rest[0]), Path(rest[1]))

@@ -51,3 +51,12 @@ def main_hold() -> None:
 def environment(name: str) -> dict[str, object]:
     """One variable of the child's environment (None when unset)."""
     return {"value": os.environ.get(name)}
+
+
+def attention_routed() -> dict[str, bool]:
+    """Whether MLX's attention goes through Punie's blocked causal attention here."""
+    import mlx.core as mx
+
+    from punie.mlx import attention
+
+    return {"routed": mx.fast.scaled_dot_product_attention is attention._routed}

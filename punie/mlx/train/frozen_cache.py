@@ -19,7 +19,7 @@ import mlx.nn as nn
 import numpy as np
 import structlog
 from mlx.utils import tree_flatten
-from mlx_lm.models.base import create_attention_mask, create_causal_mask
+from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache
 
 from punie.errors import ConfigError
@@ -206,7 +206,8 @@ def top_states(model: nn.Module, prefix: mx.array, suffix: mx.array, cut: int) -
             h = layer(h, mask, None)
         return h.reshape(rows * s, dim)
     prefix_mask = create_attention_mask(prefix, None)
-    suffix_mask = create_causal_mask(s, offset=p)
+    # MLX's "causal" aligns the queries with the last keys: row i sees the prefix and i.
+    suffix_mask = "causal" if s > 1 else None
     hp, hs = prefix, suffix
     for layer in layers:
         recorded = _RecordKV()

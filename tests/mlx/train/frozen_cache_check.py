@@ -1,5 +1,6 @@
 """Child-process check for test_train_frozen_cache: the cached path's loss and LoRA gradients
-against the full model's, on the real embedded model. Prints one JSON line.
+(with Punie's blocked attention, as training runs) against the full model's (MLX's own
+attention), on the real embedded model. Prints one JSON line.
 
     python tests/train/frozen_cache_check.py MODEL_DIR LAYERS ROWS.json
 """
@@ -18,6 +19,7 @@ def main() -> None:
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    from punie.mlx import attention
     from punie.mlx.train.batches import masked_loss, pack_batch
     from punie.mlx.train.frozen_cache import CachedLoss, build_cached_split, frozen_cut
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
@@ -33,7 +35,9 @@ def main() -> None:
     eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
     examples = [assistant_mask(tokenizer, r["messages"], r.get("tools"), eot) for r in rows]
     cut = frozen_cut(model, layers, "lora")
+    attention.install({})  # the cache and the cached loss as training runs them
     split = build_cached_split(model, examples, cut, 1024)
+    attention.uninstall()  # the plain loss with MLX's own attention
     ids = list(range(len(examples)))
     arrays, _ = split.batch(ids, 1024)
     tokens, mask, _ = pack_batch(examples, 1024)
@@ -41,7 +45,9 @@ def main() -> None:
     (plain, plain_n), plain_grads = nn.value_and_grad(model, masked_loss)(
         model, mx.array(tokens), mx.array(mask)
     )
+    attention.install({})
     (cached, cached_n), cached_grads = nn.value_and_grad(model, CachedLoss(cut))(model, *arrays)
+    attention.uninstall()
     mx.eval(plain, cached, plain_grads, cached_grads)
     grads = []
     for (name, a), (other, b) in zip(
