@@ -1,8 +1,8 @@
 """Run an eval suite through the real runtime against real servers, and score every run.
 
 `evaluate` opens a runtime session per target (serving its model and adapter, one server at a
-time, or talking to its `base_url`); runs every task in it concurrently under an anyio
-`CapacityLimiter`, each in its own copy of the task's repository (a model that writes files
+time or all at once, or talking to its `base_url`); runs every task in it concurrently under an
+anyio `CapacityLimiter`, each in its own copy of the task's repository (a model that writes files
 cannot spoil the next task); keeps each label's traces; scores the runs; and writes the report.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from punie.errors import ConfigError, ServerError
 from punie.evaluation.metrics import RunScore, score_run
 from punie.evaluation.overrun import TokenCounter
 from punie.evaluation.report import EvalReport, TargetInfo, build_report, write_report
-from punie.progress import progress
+from punie.progress import ProgressTracker, progress
 from punie.records.task import TaskSpec
 from punie.records.toolset import tool_parameters
 from punie.records.trace import RunOutcome, RunStatus
@@ -165,34 +166,41 @@ async def run_tasks(
     return done
 
 
-def evaluate_target(
+@dataclass
+class _TargetRun:
+    """One target's open session, the scores of its finished runs and what the report says
+    about it."""
+
+    target: EvalTarget
+    session: Session
+    on_done: Callable[[TaskSpec, RunOutcome], None]
+    scores: list[RunScore]
+    info: Callable[[], TargetInfo]
+
+
+@contextmanager
+def _open_target(
     tasks: Sequence[TaskSpec],
     target: EvalTarget,
     *,
     out_dir: Path,
     options: EvalOptions,
-    show_progress: bool = True,
-) -> tuple[TargetInfo, list[RunScore]]:
-    """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`.
-
-    Progress: a bar on a terminal, a plain line at least every 30 s in a log."""
+    tracker: ProgressTracker,
+) -> Iterator[_TargetRun]:
+    """Open `target`'s session (its server, when it serves one) with its traces in
+    `out_dir/<label>/traces.jsonl`; every finished run is scored and advances `tracker`."""
     trace_path = out_dir / target.label / "traces.jsonl"
     trace_path.unlink(missing_ok=True)
     schemas = tool_parameters()
     scores: list[RunScore] = []
-    with (
-        open_session(
-            target.model,
-            base_url=target.base_url,
-            adapter=target.adapter,
-            stop=target.stop,
-            settings=options.agent_settings(),
-            trace_path=trace_path,
-        ) as session,
-        progress(
-            f"eval {target.label}", len(tasks), unit="tasks", enabled=show_progress
-        ) as tracker,
-    ):
+    with open_session(
+        target.model,
+        base_url=target.base_url,
+        adapter=target.adapter,
+        stop=target.stop,
+        settings=options.agent_settings(),
+        trace_path=trace_path,
+    ) as session:
         profile, folder = session.profile, session.model_dir
         counter = TokenCounter.for_model(folder)
 
@@ -207,27 +215,92 @@ def evaluate_target(
                     schemas=schemas,
                 )
             )
-            passed = sum(s.passed for s in scores)
-            tracker.advance(note=f"{passed} passed")
+            tracker.advance(note=f"{sum(s.passed for s in scores)} passed ({target.label})")
 
+        def info() -> TargetInfo:
+            order = {task.id: i for i, task in enumerate(tasks)}
+            scores.sort(key=lambda s: order[s.task_id])
+            return TargetInfo(
+                label=target.label,
+                model=session.target.model,
+                adapter=str(target.adapter) if target.adapter else None,
+                base_url=target.base_url,
+                stop_sequences=[] if options.no_stop else list(profile.stop_sequences),
+                client_cut=not options.no_stop,
+                tokenizer=counter.name,
+                traces=str(trace_path),
+            )
+
+        yield _TargetRun(target, session, done, scores, info)
+
+
+def evaluate_target(
+    tasks: Sequence[TaskSpec],
+    target: EvalTarget,
+    *,
+    out_dir: Path,
+    options: EvalOptions,
+    show_progress: bool = True,
+) -> tuple[TargetInfo, list[RunScore]]:
+    """Evaluate one target on the suite; its traces go to `out_dir/<label>/traces.jsonl`.
+
+    Progress: a bar on a terminal, a plain line at least every 30 s in a log."""
+    with (
+        progress(
+            f"eval {target.label}", len(tasks), unit="tasks", enabled=show_progress
+        ) as tracker,
+        _open_target(tasks, target, out_dir=out_dir, options=options, tracker=tracker) as run,
+    ):
         try:
-            anyio.run(run_tasks, session, tasks, options, done)
+            anyio.run(run_tasks, run.session, tasks, options, run.on_done)
         except ServerError as exc:
             raise ServerError(f"evaluating {target.label!r} failed: {exc}") from None
-    name = session.target.model
-    order = {task.id: i for i, task in enumerate(tasks)}
-    scores.sort(key=lambda s: order[s.task_id])
-    info = TargetInfo(
-        label=target.label,
-        model=name,
-        adapter=str(target.adapter) if target.adapter else None,
-        base_url=target.base_url,
-        stop_sequences=[] if options.no_stop else list(profile.stop_sequences),
-        client_cut=not options.no_stop,
-        tokenizer=counter.name,
-        traces=str(trace_path),
-    )
-    return info, scores
+        return run.info(), run.scores
+
+
+def evaluate_together(
+    tasks: Sequence[TaskSpec],
+    targets: Sequence[EvalTarget],
+    *,
+    out_dir: Path,
+    options: EvalOptions,
+    show_progress: bool = True,
+) -> list[tuple[TargetInfo, list[RunScore]]]:
+    """Evaluate every target at the same time (one server each, one event loop, one progress
+    line). On a 2-core CPU an eval uses about one core (MLX runs most of a decode step on one
+    thread), so two at once finish sooner than one after the other. A server that fails stops
+    all of them, as in `evaluate_target`; Ctrl-C too."""
+    labels = " + ".join(t.label for t in targets)
+    total = len(tasks) * len(targets)
+    with (
+        progress(f"eval {labels}", total, unit="runs", enabled=show_progress) as tracker,
+        ExitStack() as stack,
+    ):
+        runs = [
+            stack.enter_context(
+                _open_target(tasks, t, out_dir=out_dir, options=options, tracker=tracker)
+            )
+            for t in targets
+        ]
+        failures: list[str] = []
+
+        async def all_targets() -> None:
+            async with anyio.create_task_group() as group:
+
+                async def one(run: _TargetRun) -> None:
+                    try:
+                        await run_tasks(run.session, tasks, options, run.on_done)
+                    except ServerError as exc:
+                        failures.append(f"evaluating {run.target.label!r} failed: {exc}")
+                        group.cancel_scope.cancel()
+
+                for run in runs:
+                    group.start_soon(one, run)
+
+        anyio.run(all_targets)
+        if failures:
+            raise ServerError("; ".join(failures))
+        return [(run.info(), run.scores) for run in runs]
 
 
 def evaluate(
@@ -240,11 +313,13 @@ def evaluate(
     max_tokens: int = 256,
     budgets: Budgets | None = None,
     show_progress: bool = True,
+    together: bool = False,
 ) -> EvalReport:
     """Run the suite on every target, side by side, and write the report into `out_dir`.
 
-    Writes `report.md`, `report.json`, `report.png`, `results.jsonl` (one row per run:
-    run_id, task_id, label, passed, ...) and `<label>/traces.jsonl`.
+    `together`: all targets at once (`evaluate_together`), else one after the other. Writes
+    `report.md`, `report.json`, `report.png`, `results.jsonl` (one row per run: run_id,
+    task_id, label, passed, ...) and `<label>/traces.jsonl`.
     """
     if not targets:
         raise ConfigError("nothing to evaluate: give a model (--model or --base-url)")
@@ -259,15 +334,20 @@ def evaluate(
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    infos: list[TargetInfo] = []
-    scores: list[RunScore] = []
-    for target in targets:
-        log.info("eval_target_start", label=target.label, tasks=len(tasks))
-        info, target_scores = evaluate_target(
-            tasks, target, out_dir=out_dir, options=options, show_progress=show_progress
+    log.info("eval_targets_start", labels=labels, tasks=len(tasks), together=together)
+    if together and len(targets) > 1:
+        results = evaluate_together(
+            tasks, targets, out_dir=out_dir, options=options, show_progress=show_progress
         )
-        infos.append(info)
-        scores.extend(target_scores)
+    else:
+        results = [
+            evaluate_target(
+                tasks, target, out_dir=out_dir, options=options, show_progress=show_progress
+            )
+            for target in targets
+        ]
+    infos = [info for info, _ in results]
+    scores = [score for _, target_scores in results for score in target_scores]
     report = build_report(infos, scores, no_stop=no_stop, concurrency=concurrency)
     return write_report(report, scores, out_dir)
 

@@ -208,6 +208,7 @@ def evaluate_round(
             out_dir=folder,
             concurrency=config.eval_concurrency,
             max_tokens=config.eval_max_tokens,
+            together=True,  # base and tuned at once: ~1.2 min sooner on 2 cores
         )
         return as_json(report)
 

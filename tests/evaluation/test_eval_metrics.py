@@ -199,7 +199,10 @@ def test_a_reply_cut_right_at_its_end_of_turn_counts_nothing_after_it(
     assert report.overall("scripted").clean_stop_rate == 1.0
 
 
-def test_report_files_hold_the_side_by_side_table(tasks, model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("together", [False, True])
+def test_report_files_hold_the_side_by_side_table(
+    tasks, model_dir: Path, tmp_path: Path, together: bool
+) -> None:
     usage = _realistic_usage(model_dir)
     with (
         ScriptedServer([_reply], usage=usage) as one,
@@ -209,7 +212,8 @@ def test_report_files_hold_the_side_by_side_table(tasks, model_dir: Path, tmp_pa
             EvalTarget("base", model=str(model_dir), base_url=one.base_url),
             EvalTarget("tuned", model=str(model_dir), base_url=two.base_url),
         ]
-        report = evaluate(tasks, targets, out_dir=tmp_path, concurrency=4, show_progress=False)
+        report = evaluate(tasks, targets, out_dir=tmp_path, concurrency=4, show_progress=False,
+                          together=together)  # fmt: skip
     markdown = Path(report.markdown_path).read_text()
     assert markdown == markdown_table(report)
     assert "| metric | base | tuned |" in markdown

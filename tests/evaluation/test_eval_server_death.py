@@ -86,3 +86,37 @@ def test_a_server_killed_mid_eval_fails_the_stage_and_keeps_earlier_traces(
     assert len(traced) - int(finished.group(1)) <= 1
     assert not (tmp_path / "results.jsonl").exists()  # no report scored the dead server's runs
     shutil.rmtree(log_path.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
+def test_a_server_killed_while_two_targets_run_together_fails_them_both(tmp_path: Path) -> None:
+    tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:4]
+    killed: list[int] = []
+    traces = tmp_path / "base" / "traces.jsonl"
+    killer = threading.Thread(target=_kill_server_after_first_trace, args=(traces, killed))
+    killer.start()
+    try:
+        with pytest.raises(ServerError) as caught:
+            evaluate(
+                tasks,
+                [EvalTarget("base"), EvalTarget("again")],
+                out_dir=tmp_path,
+                concurrency=1,
+                max_tokens=48,
+                show_progress=False,
+                together=True,
+            )
+    finally:
+        killer.join()
+    assert killed, "the server was never killed"
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.match(
+        rf"evaluating '(base|again)' failed: the mlx-lm server \(pid {killed[0]}\) was killed "
+        "by SIGKILL",
+        message,
+    ), message
+    assert not (tmp_path / "results.jsonl").exists()
+    assert _server_children() == []  # the other target's server was stopped too
+    shutil.rmtree(Path(message.split("log: ")[1].split(".log")[0] + ".log").parent)
