@@ -69,7 +69,8 @@ def _routed(
     **kwargs: Any,
 ) -> mx.array:
     assert _stock is not None
-    plain = not args and not kwargs.get("sinks") and kwargs.keys() <= {"sinks", "stream"}
+    # Sinks or an explicit stream: MLX's own function (the blocks would drop them).
+    plain = not args and all(key == "sinks" and value is None for key, value in kwargs.items())
     if (
         plain
         and isinstance(mask, str)
