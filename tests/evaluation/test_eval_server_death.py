@@ -43,6 +43,27 @@ def _kill_server_after_first_trace(traces: Path, killed: list[int]) -> None:
         time.sleep(0.05)
 
 
+def _evaluate_until_a_server_is_killed(
+    tasks: list, targets: list[EvalTarget], out_dir: Path, *, together: bool = False
+) -> tuple[str, int]:
+    """Evaluate while a thread SIGKILLs the first server once `base` has a trace line; the
+    ServerError's message (one line) and the killed pid."""
+    killed: list[int] = []
+    traces = out_dir / "base" / "traces.jsonl"
+    killer = threading.Thread(target=_kill_server_after_first_trace, args=(traces, killed))
+    killer.start()
+    try:
+        with pytest.raises(ServerError) as caught:
+            evaluate(tasks, targets, out_dir=out_dir, concurrency=1, max_tokens=48,
+                     show_progress=False, together=together)  # fmt: skip
+    finally:
+        killer.join()
+    assert killed, "the server was never killed"
+    message = str(caught.value)
+    assert "\n" not in message
+    return message, killed[0]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
 def test_a_server_killed_mid_eval_fails_the_stage_and_keeps_earlier_traces(
@@ -50,26 +71,9 @@ def test_a_server_killed_mid_eval_fails_the_stage_and_keeps_earlier_traces(
 ) -> None:
     tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:5]
     traces = tmp_path / "base" / "traces.jsonl"
-    killed: list[int] = []
-    killer = threading.Thread(target=_kill_server_after_first_trace, args=(traces, killed))
-    killer.start()
-    try:
-        with pytest.raises(ServerError) as caught:
-            evaluate(
-                tasks,
-                [EvalTarget("base")],
-                out_dir=tmp_path,
-                concurrency=1,
-                max_tokens=48,
-                show_progress=False,
-            )
-    finally:
-        killer.join()
-    assert killed, "the server was never killed"
-    message = str(caught.value)
-    assert "\n" not in message
+    message, pid = _evaluate_until_a_server_is_killed(tasks, [EvalTarget("base")], tmp_path)
     assert message.startswith(
-        f"evaluating 'base' failed: the mlx-lm server (pid {killed[0]}) was killed by SIGKILL"
+        f"evaluating 'base' failed: the mlx-lm server (pid {pid}) was killed by SIGKILL"
     )
     assert "peak RSS " in message and " MB" in message
     log_path = Path(message.split("log: ")[1].split(".log")[0] + ".log")
@@ -92,28 +96,10 @@ def test_a_server_killed_mid_eval_fails_the_stage_and_keeps_earlier_traces(
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
 def test_a_server_killed_while_two_targets_run_together_fails_them_both(tmp_path: Path) -> None:
     tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:4]
-    killed: list[int] = []
-    traces = tmp_path / "base" / "traces.jsonl"
-    killer = threading.Thread(target=_kill_server_after_first_trace, args=(traces, killed))
-    killer.start()
-    try:
-        with pytest.raises(ServerError) as caught:
-            evaluate(
-                tasks,
-                [EvalTarget("base"), EvalTarget("again")],
-                out_dir=tmp_path,
-                concurrency=1,
-                max_tokens=48,
-                show_progress=False,
-                together=True,
-            )
-    finally:
-        killer.join()
-    assert killed, "the server was never killed"
-    message = str(caught.value)
-    assert "\n" not in message
+    targets = [EvalTarget("base"), EvalTarget("again")]
+    message, pid = _evaluate_until_a_server_is_killed(tasks, targets, tmp_path, together=True)
     assert re.match(
-        rf"evaluating '(base|again)' failed: the mlx-lm server \(pid {killed[0]}\) was killed "
+        rf"evaluating '(base|again)' failed: the mlx-lm server \(pid {pid}\) was killed "
         "by SIGKILL",
         message,
     ), message
