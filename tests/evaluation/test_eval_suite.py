@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from punie.errors import DataError, ToolError
-from punie.evaluation.checks import check_call, missing_facts
+from punie.evaluation.checks import check_call, check_executed, missing_facts, result_holds
 from punie.evaluation.suite import EVAL_DIR, TOOL_CATEGORIES, load_suite, shipped_suites
 from punie.records.task import TaskSpec
 from punie.records.toolset import tool_parameters
@@ -99,6 +99,59 @@ def test_each_task_is_true_against_the_fixture(task: TaskSpec, fixture_copy: Pat
     texts = "\n".join(read_file(Workspace(fixture_copy), f) for f in files)
     assert missing_facts(result, task.required_facts) != [], "needs a second step"
     assert missing_facts(texts, task.required_facts) == []
+
+
+WITH_RESULT_FACTS = [t for t in TASKS if t.result_facts]
+
+
+def test_every_grep_task_has_result_facts() -> None:
+    """Each grep task can give the executed verdict (a narrower or other pattern that still
+    finds the answer is right)."""
+    assert {t.id for t in TASKS if t.expected_tool == "grep"} == {t.id for t in WITH_RESULT_FACTS}
+
+
+@pytest.mark.parametrize("task", WITH_RESULT_FACTS, ids=[t.id for t in WITH_RESULT_FACTS])
+def test_result_facts_are_what_a_right_grep_returns(task: TaskSpec, fixture_copy: Path) -> None:
+    args = _first_call(task)
+    result = grep(Workspace(fixture_copy), args["pattern"], ".", glob="*.py")
+    assert result_holds(result, task.result_facts) == [], result
+
+
+def test_the_executed_verdict_accepts_another_pattern_that_finds_the_class(
+    fixture_copy: Path,
+) -> None:
+    task = next(t for t in TASKS if t.id == "bookshelf-where-loanservice")
+    args = {"pattern": "class LoanService[(:]"}
+    strict = check_call(
+        "grep",
+        args,
+        expected_tool="grep",
+        expected_arguments=task.expected_arguments,
+        optional_arguments=task.optional_arguments,
+        schema=SCHEMAS["grep"],
+    )
+    assert not strict.valid
+    result = grep(Workspace(fixture_copy), args["pattern"], ".")
+    executed = check_executed(
+        "grep",
+        args,
+        result,
+        strict=strict,
+        expected_tool="grep",
+        result_facts=task.result_facts,
+        schema=SCHEMAS["grep"],
+    )
+    assert executed.valid, executed.errors
+    wrong = grep(Workspace(fixture_copy), "class Catalog[(:]", ".")
+    assert not check_executed(
+        "grep",
+        {"pattern": "class Catalog[(:]"},
+        wrong,
+        strict=strict,
+        expected_tool="grep",
+        result_facts=task.result_facts,
+        schema=SCHEMAS["grep"],
+    ).valid
 
 
 def test_a_missing_repository_names_the_task(tmp_path: Path) -> None:
