@@ -172,6 +172,14 @@ def mix(
     valid_repo: Annotated[
         list[str] | None, typer.Option("--valid-repo", help="Repository for the valid split.")
     ] = None,
+    balance: Annotated[
+        str,
+        typer.Option(
+            "--balance",
+            help="Reach the ratio by dropping rows of the larger domain (down) or repeating "
+            "rows of the smaller one (over).",
+        ),
+    ] = "down",
 ) -> None:
     """Validate, split and mix conversations into mlx-lm chat data with a dataset card."""
     from punie.data.mix import MixConfig, mix_datasets
@@ -189,6 +197,7 @@ def mix(
         per_turn=per_turn,
         held_out_repos=tuple(held_out_repo or ()),
         valid_repos=tuple(valid_repo or ()),
+        balance=balance,
     )
     with _progress("validate and mix", None) as advance:
         card = mix_datasets(code, generic or [], out, config, on_item=advance)

@@ -48,6 +48,13 @@ class MixConfig:
     """Repositories of generated tasks that go to the test split (all others go to train)."""
     valid_repos: tuple[str, ...] = ()
     """Repositories of generated tasks that go to the valid split."""
+    balance: str = "down"
+    """How the ratio is reached: `down` drops rows of the larger domain; `over` repeats rows of
+    the smaller one (as LLaMA-Factory's `interleave_over`), so no code row is thrown away when
+    the public rows are few."""
+
+
+BALANCES = ("down", "over")
 
 
 @dataclass
@@ -74,6 +81,8 @@ class DatasetCard:
     tokens: dict[str, dict[str, float]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     repositories: dict[str, list[str]] = field(default_factory=dict)
+    repeated: dict[str, int] = field(default_factory=dict)
+    """split -> rows that are repeats (`balance: over`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,8 +179,9 @@ def _split_of(group: str, config: MixConfig) -> str:
     return "train"
 
 
-def _balance(items: list[_Item], ratio: float, rng: random.Random) -> list[_Item]:
-    """Downsample the over-represented domain so code makes up `ratio` of the items.
+def _balance(items: list[_Item], ratio: float, rng: random.Random, how: str) -> list[_Item]:
+    """Make code `ratio` of the items: drop rows of the larger domain (`down`) or repeat rows
+    of the smaller one (`over`: each whole times, then a seeded sample of the rest).
 
     Harvested runs (the loop's own verified traces) are kept before any generated task when
     code is downsampled, so feeding them back keeps the ratio by replacing generated rows.
@@ -180,7 +190,13 @@ def _balance(items: list[_Item], ratio: float, rng: random.Random) -> list[_Item
     generic = [i for i in items if i.domain == "generic"]
     if not code or not generic:
         return items
-    if len(code) / len(items) > ratio:
+    code_heavy = len(code) / len(items) > ratio
+    if how == "over":
+        if code_heavy:
+            generic = _repeat(generic, round(len(code) * (1 - ratio) / ratio), rng)
+        else:
+            code = _repeat(code, round(len(generic) * ratio / (1 - ratio)), rng)
+    elif code_heavy:
         keep = min(len(code), round(len(generic) * ratio / (1 - ratio)))
         own = [i for i in code if i.conversation.meta.source == "harvested"][:keep]
         if own:
@@ -193,6 +209,12 @@ def _balance(items: list[_Item], ratio: float, rng: random.Random) -> list[_Item
     mixed = code + generic
     rng.shuffle(mixed)
     return mixed
+
+
+def _repeat(items: list[_Item], total: int, rng: random.Random) -> list[_Item]:
+    """`items` repeated up to `total` rows: every item equally often, give or take one."""
+    whole, rest = divmod(max(total, len(items)), len(items))
+    return items * whole + rng.sample(items, rest)
 
 
 def per_turn_rows(conversation: Conversation) -> list[dict[str, Any]]:
@@ -246,6 +268,8 @@ def mix_datasets(
     config = config or MixConfig()
     if not 0 < config.ratio < 1:
         raise DataError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
+    if config.balance not in BALANCES:
+        raise DataError(f"--balance must be one of {', '.join(BALANCES)}, got {config.balance!r}")
     if not code:
         raise DataError("no --code conversations given: pass at least one --code FILE")
     model_dir = config.model_dir
@@ -283,7 +307,7 @@ def mix_datasets(
         dropped=dict(dropped),
     )
     for split in SPLITS:
-        items = _balance(splits.get(split, []), config.ratio, rng)
+        items = _balance(splits.get(split, []), config.ratio, rng, config.balance)
         rows: list[dict[str, Any]] = []
         for item in items:
             if config.per_turn:
@@ -295,6 +319,7 @@ def mix_datasets(
         card.counts[split] = dict(Counter(i.conversation.meta.source for i in items))
         card.domains[split] = dict(Counter(i.domain for i in items))
         card.examples[split] = len(rows)
+        card.repeated[split] = len(items) - len({id(i) for i in items})
         card.ratio_achieved[split] = (
             round(card.domains[split].get("code", 0) / len(items), 4) if items else None
         )

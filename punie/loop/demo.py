@@ -65,6 +65,8 @@ class DemoConfig:
     harvest_tasks: int = 32
     """Fresh training-repository tasks the model answers per round, to harvest from."""
     ratio: float = 0.7
+    balance: str = "down"
+    """How the mix reaches `ratio` (`punie data mix --balance`)."""
     iters: int = 80
     batch_size: int = 4
     num_layers: int = 8
@@ -214,6 +216,7 @@ def mix_stage(
             folder,
             MixConfig(
                 ratio=config.ratio,
+                balance=config.balance,
                 seed=config.seed,
                 model_dir=model_dir,
                 max_seq_length=config.max_seq_length,
@@ -225,7 +228,7 @@ def mix_stage(
 
     return stages.run(
         name,
-        {**sources, "ratio": config.ratio, "seed": config.seed,
+        {**sources, "ratio": config.ratio, "balance": config.balance, "seed": config.seed,
          "max_seq_length": config.max_seq_length, "model": str(model_dir),
          "code": code_digest("punie.data.mix")},
         mix,

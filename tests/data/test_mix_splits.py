@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import types
+from collections import Counter
 from pathlib import Path
 
 import anyio as anyio_package
@@ -238,3 +239,38 @@ def test_harvested_runs_join_train_and_are_kept_when_code_is_downsampled(
     valid = tmp_path / "out" / "valid.jsonl"
     if valid.exists():  # split by repository, like generated tasks: none in valid
         assert not any("(round 1, run" in r["messages"][1]["content"] for r in _rows(valid))
+
+
+def test_balance_over_keeps_every_code_row_and_repeats_generic_ones(inputs, tmp_path: Path) -> None:
+    # Few generic rows (When2Call alone): `down` drops code rows, `over` repeats generic ones.
+    def mix(balance: str) -> tuple[Path, DatasetCard]:
+        out = tmp_path / balance
+        config = MixConfig(ratio=0.7, seed=5, max_seq_length=4096, valid_fraction=0.0,
+                           test_fraction=0.0, balance=balance)  # fmt: skip
+        return out, mix_datasets([inputs["anyio"]], [inputs["when2call"]], out, config)
+
+    code_rows = sum(1 for _ in read_conversations(inputs["anyio"]))
+    _, down = mix("down")
+    out, over = mix("over")
+    assert down.domains["train"]["code"] < code_rows
+    assert down.repeated["train"] == 0
+    assert over.domains["train"]["code"] == code_rows
+    assert abs(over.ratio_achieved["train"] - 0.7) < 0.01
+    generic = over.domains["train"]["generic"]
+    distinct = down.domains["train"]["generic"]
+    assert generic > distinct and over.repeated["train"] == generic - distinct
+    rows = _rows(out / "train.jsonl")
+    assert len(rows) == code_rows + generic
+    # Every generic row is repeated equally often, give or take one.
+    times = Counter(json.dumps(row, sort_keys=True) for row in rows)
+    whole = generic // distinct
+    repeated = [n for n in times.values() if n > 1]
+    assert len(repeated) == distinct and set(repeated) <= {whole, whole + 1}
+
+
+def test_an_unknown_balance_names_the_flag(inputs, tmp_path: Path) -> None:
+    from punie.errors import DataError
+
+    with pytest.raises(DataError, match="--balance must be one of down, over, got 'sideways'"):
+        mix_datasets([inputs["anyio"]], [inputs["when2call"]], tmp_path,
+                     MixConfig(balance="sideways"))  # fmt: skip
