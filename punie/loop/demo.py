@@ -21,6 +21,7 @@ from typing import Any
 import platformdirs
 
 from punie.data.generate.splits import DEFAULT_PLAN, SplitPlan, eval_subset, per_package
+from punie.errors import ConfigError
 from punie.loop.stages import Stages, as_json, code_digest, content_digest, package_source
 from punie.progress import Console
 
@@ -71,6 +72,9 @@ class DemoConfig:
     batch_size: int = 4
     num_layers: int = 8
     learning_rate: float = 2e-4
+    lr_schedule: str = "constant"
+    """`constant`, or `cosine`: a linear warm-up over the first 1/16 of the steps, then a cosine
+    decay to 1/20 of `learning_rate` (the peak)."""
     lora_rank: int = 16
     max_seq_length: int = 1024
     eval_concurrency: int = 4
@@ -235,6 +239,22 @@ def mix_stage(
     )  # fmt: skip
 
 
+def lr_schedule(config: DemoConfig) -> dict[str, Any] | None:
+    """The mlx-lm `lr_schedule` of the config (None: a constant learning rate)."""
+    if config.lr_schedule == "constant":
+        return None
+    if config.lr_schedule != "cosine":
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    peak = config.learning_rate
+    warmup = max(config.iters // 16, 1)
+    return {
+        "name": "cosine_decay",
+        "warmup": warmup,
+        "warmup_init": peak / 10,
+        "arguments": [peak, max(config.iters - warmup, 1), peak / 20],
+    }
+
+
 def train_stage(
     stages: Stages,
     name: str,
@@ -266,6 +286,9 @@ def train_stage(
         "val_batches": 4,
         "lora_parameters": {"rank": config.lora_rank, "scale": 20.0, "dropout": 0.0},
     }
+    schedule = lr_schedule(config)
+    if schedule is not None:
+        values["lr_schedule"] = schedule
     if start_from is not None:
         values["resume_adapter_file"] = str(Path(start_from) / "adapters.safetensors")
     # Caching the frozen layers runs them once over every example; it pays only when the

@@ -1,0 +1,31 @@
+"""The demo's learning-rate schedules, built by mlx-lm's own `build_schedule`."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+from mlx_lm.tuner.utils import build_schedule
+
+from punie.errors import ConfigError
+from punie.loop.demo import DemoConfig, lr_schedule
+
+
+def test_constant_is_no_schedule() -> None:
+    assert lr_schedule(DemoConfig()) is None
+
+
+def test_cosine_warms_up_to_the_peak_then_decays_to_a_twentieth() -> None:
+    config = DemoConfig(lr_schedule="cosine", learning_rate=4e-4, iters=80)
+    schedule = build_schedule(lr_schedule(config))
+    rate = [schedule(step).item() for step in range(81)]
+    assert rate[0] == pytest.approx(4e-5)
+    assert max(rate) == pytest.approx(4e-4, rel=1e-3)
+    assert rate.index(max(rate)) == 5
+    assert all(a >= b for a, b in pairwise(rate[5:]))
+    assert rate[80] == pytest.approx(2e-5, rel=1e-2)
+
+
+def test_an_unknown_schedule_is_named() -> None:
+    with pytest.raises(ConfigError, match="lr_schedule must be 'constant' or 'cosine', got 'step'"):
+        lr_schedule(DemoConfig(lr_schedule="step"))
