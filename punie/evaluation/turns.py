@@ -43,6 +43,8 @@ log = structlog.get_logger(__name__)
 TurnRole = Literal["first_call", "next_call", "answer", "direct"]
 ROLES: tuple[TurnRole, ...] = ("first_call", "next_call", "answer", "direct")
 DEFAULT_MAX_TOKENS = 160
+IN_FLIGHT = 32
+"""Prompts generated at once (mlx-lm's completion batch), each holding a prefix-cache copy."""
 PROTOCOL_MARKERS = ("<tool_response>", "</tool_response>", "<tool_call>", "<|im_start|>")
 """Text an answer must not hold: echoing the tool result's markup back is not an answer."""
 
@@ -260,13 +262,25 @@ def generate_turns(
     if shared > 0:
         lm(mx.array([encoded[0][:shared]]), cache=prefix_cache)
         mx.eval([c.state for c in prefix_cache])
-    caches = [copy.deepcopy(prefix_cache) for _ in encoded] if shared > 0 else None
     stops = sorted(eot | set(tokenizer.eos_token_ids))
     generator = BatchGenerator(lm, stop_tokens=[[t] for t in stops])
-    uids = generator.insert(
-        [e[shared:] for e in encoded], [max_tokens] * len(encoded), caches=caches
-    )
-    tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+    # Prompts go in as earlier ones finish, each with its own copy of the prefix cache: all of
+    # them at once held a copy per prompt (8.8 GB of RSS for 373 held-out turns).
+    pending = list(range(len(encoded)))[::-1]
+    uid_of: dict[int, int] = {}
+
+    def insert(count: int) -> None:
+        chosen = [pending.pop() for _ in range(min(count, len(pending)))]
+        if not chosen:
+            return
+        caches = [copy.deepcopy(prefix_cache) for _ in chosen] if shared > 0 else None
+        uids = generator.insert(
+            [encoded[i][shared:] for i in chosen], [max_tokens] * len(chosen), caches=caches
+        )
+        uid_of.update(zip(chosen, uids, strict=True))
+
+    insert(IN_FLIGHT)
+    tokens: dict[int, list[int]] = defaultdict(list)
     ended: dict[int, bool] = {}
     while responses := generator.next_generated():
         for r in responses:
@@ -274,5 +288,7 @@ def generate_turns(
                 tokens[r.uid].append(r.token)
             if r.finish_reason is not None:
                 ended[r.uid] = r.finish_reason == "stop"
+                insert(1)
     generator.close()
+    uids = [uid_of[i] for i in range(len(encoded))]
     return [{"text": tokenizer.decode(tokens[u]), "ended": ended.get(u, False)} for u in uids]
