@@ -66,8 +66,9 @@ class DemoConfig:
     harvest_tasks: int = 32
     """Fresh training-repository tasks the model answers per round, to harvest from."""
     ratio: float = 0.7
-    balance: str = "down"
-    """How the mix reaches `ratio` (`punie data mix --balance`)."""
+    balance: str = "over"
+    """How the mix reaches `ratio` (`punie data mix --balance`): `over` repeats the few public
+    rows, so every generated training task is trained on."""
     iters: int = 80
     batch_size: int = 4
     num_layers: int = 8
