@@ -112,6 +112,7 @@ def _loop_config(
     rounds: int,
     harvest_tasks: int | None,
     full: bool = False,
+    recipe: dict[str, object] | None = None,
 ) -> DemoConfig:
     from dataclasses import replace
 
@@ -124,9 +125,16 @@ def _loop_config(
         "eval_package": eval_package,
         "eval_tasks": eval_tasks,
         "harvest_tasks": harvest_tasks,
+        **(recipe or {}),
     }
     base = full_config() if full else DemoConfig()
     config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    from punie.data.mix import BALANCES
+    from punie.loop.demo import lr_schedule
+
+    if config.balance not in BALANCES:
+        raise ConfigError(f"--balance must be one of {', '.join(BALANCES)}, got {config.balance!r}")
+    lr_schedule(config)  # names a bad --lr-schedule before any stage runs
     return replace(config, with_fixture_suite=fixture_suite, rounds=rounds)
 
 
@@ -173,6 +181,11 @@ _FULL = typer.Option(
     "--full",
     help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~90 min).",
 )
+_BALANCE = typer.Option(
+    None, "--balance", help="How the mix keeps 70/30: over (repeat public rows) or down."
+)
+_LR = typer.Option(None, "--learning-rate", help="Peak learning rate (2e-4).")
+_LR_SCHEDULE = typer.Option(None, "--lr-schedule", help="constant or cosine (with warm-up).")
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
 )
@@ -191,14 +204,18 @@ def demo_command(
     ),
     harvest_tasks: int | None = _HARVEST_TASKS,
     full: bool = _FULL,
+    balance: str | None = _BALANCE,
+    learning_rate: float | None = _LR,
+    lr_schedule: str | None = _LR_SCHEDULE,
     data_only: bool = _DATA_ONLY,
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
 
     Writes report.json, report.md and report.png at the top of the work folder."""
+    recipe = {"balance": balance, "learning_rate": learning_rate, "lr_schedule": lr_schedule}
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
-        harvest_tasks, full,
+        harvest_tasks, full, recipe,
     )  # fmt: skip
     _run_loop(config, data_only)
 

@@ -245,7 +245,9 @@ def lr_schedule(config: DemoConfig) -> dict[str, Any] | None:
     if config.lr_schedule == "constant":
         return None
     if config.lr_schedule != "cosine":
-        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+        raise ConfigError(
+            f"--lr-schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}"
+        )
     peak = config.learning_rate
     warmup = max(config.iters // 16, 1)
     return {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from mlx_lm.tuner.utils import build_schedule
@@ -27,5 +30,27 @@ def test_cosine_warms_up_to_the_peak_then_decays_to_a_twentieth() -> None:
 
 
 def test_an_unknown_schedule_is_named() -> None:
-    with pytest.raises(ConfigError, match="lr_schedule must be 'constant' or 'cosine', got 'step'"):
+    message = "--lr-schedule must be 'constant' or 'cosine', got 'step'"
+    with pytest.raises(ConfigError, match=message):
         lr_schedule(DemoConfig(lr_schedule="step"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--balance", "sideways"], "--balance must be one of down, over, got 'sideways'"),
+        (["--lr-schedule", "step"], "--lr-schedule must be 'constant' or 'cosine', got 'step'"),
+    ],
+)
+def test_a_bad_recipe_flag_is_named_before_any_stage_runs(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    punie = str(Path(sys.executable).with_name("punie"))
+    work = tmp_path / "demo"
+    done = subprocess.run(
+        [punie, "demo", "--workdir", str(work), *flags], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not work.exists()
