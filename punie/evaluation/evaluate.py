@@ -80,10 +80,14 @@ class EvalOptions:
     """Send no stop sequences and do not cut replies: reproduces the earlier failure."""
     max_tokens: int = 256
     budgets: Budgets = field(default_factory=lambda: DEFAULT_BUDGETS)
+    frequency_penalty: float | None = None
 
     def agent_settings(self) -> AgentSettings:
         return AgentSettings(
-            max_tokens=self.max_tokens, send_stop=not self.no_stop, cut_replies=not self.no_stop
+            max_tokens=self.max_tokens,
+            send_stop=not self.no_stop,
+            cut_replies=not self.no_stop,
+            frequency_penalty=self.frequency_penalty,
         )
 
 
@@ -314,6 +318,7 @@ def evaluate(
     budgets: Budgets | None = None,
     show_progress: bool = True,
     together: bool = False,
+    frequency_penalty: float | None = None,
 ) -> EvalReport:
     """Run the suite on every target, side by side, and write the report into `out_dir`.
 
@@ -331,6 +336,7 @@ def evaluate(
         no_stop=no_stop,
         max_tokens=max_tokens,
         budgets=budgets or DEFAULT_BUDGETS,
+        frequency_penalty=frequency_penalty,
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,8 @@ class AgentSettings:
     recover_text_calls: bool = True
     logit_bias: dict[str, int] | None = None
     """Token id -> bias, sent as is (e.g. to suppress end-of-turn tokens in a test)."""
+    frequency_penalty: float | None = None
+    """OpenAI's `frequency_penalty`, sent as is (mlx-lm applies it over the last 20 tokens)."""
     tool_retries: int = 2
     request_timeout_s: float = 300.0
     system_prompt: str = SYSTEM_PROMPT
@@ -107,6 +109,8 @@ def model_settings(profile: ModelProfile, settings: AgentSettings) -> ModelSetti
         result["stop_sequences"] = list(profile.stop_sequences)
     if settings.logit_bias:
         result["logit_bias"] = dict(settings.logit_bias)
+    if settings.frequency_penalty is not None:
+        result["frequency_penalty"] = settings.frequency_penalty
     return result
 
 

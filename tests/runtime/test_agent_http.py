@@ -16,15 +16,23 @@ from scripted_server import RawReply, ScriptedServer, text_reply, tool_reply
 
 from punie.records.profile import resolve_profile
 from punie.records.trace import RunStatus, TraceWriter, read_traces
-from punie.runtime.agent import ToolDeps, create_agent
+from punie.runtime.agent import AgentSettings, ToolDeps, create_agent
 from punie.runtime.runner import RunTarget, run_agent
 
 PROFILE = resolve_profile("qwen2.5-coder")
 FLIGHT = "<|im_start|>user\nCan you book a flight for me from New York to Los Angeles?<|im_end|>"
 
 
-def _run(server: ScriptedServer, repo: Path, trace_path: Path, question: str = "Where is Square?"):
-    agent = create_agent(PROFILE, base_url=server.base_url, model="qwen2.5-coder")
+def _run(
+    server: ScriptedServer,
+    repo: Path,
+    trace_path: Path,
+    question: str = "Where is Square?",
+    settings: AgentSettings | None = None,
+):
+    agent = create_agent(
+        PROFILE, base_url=server.base_url, model="qwen2.5-coder", settings=settings
+    )
     target = RunTarget(model="qwen2.5-coder", profile=PROFILE, base_url=server.base_url)
 
     async def go():
@@ -61,6 +69,15 @@ def test_every_request_of_a_multi_step_run_carries_stop(repo: Path, tmp_path: Pa
         assert body["max_completion_tokens"] == 512 or body.get("max_tokens") == 512
     tool_messages = [m for m in server.bodies[2]["messages"] if m["role"] == "tool"]
     assert "class Square(Shape):" in tool_messages[0]["content"]
+
+
+def test_a_frequency_penalty_goes_on_the_wire_only_when_set(repo: Path, tmp_path: Path) -> None:
+    with ScriptedServer([text_reply("Square is in pkg/shapes.py.")] * 2) as server:
+        _run(server, repo, tmp_path / "a.jsonl")
+        _run(server, repo, tmp_path / "b.jsonl", settings=AgentSettings(frequency_penalty=0.4))
+    assert "frequency_penalty" not in server.bodies[0]
+    assert server.bodies[1]["frequency_penalty"] == 0.4
+    assert server.bodies[1]["stop"] == list(PROFILE.stop_sequences)
 
 
 def test_special_tokens_in_a_tool_result_are_broken_on_the_wire(repo: Path, tmp_path: Path) -> None:
