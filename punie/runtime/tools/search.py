@@ -97,7 +97,7 @@ def grep(
         rel = walked.relative
         if walked.name is not None and walked.st is None:
             raise ToolError(
-                f"path {path[:200]!r} does not exist in the workspace root {str(ws.root)!r}: "
+                f"path {path[:200]!r} does not exist in this repository: "
                 "check the name, or list files with run_command('ls')",
                 ErrorKind.NOT_FOUND,
             )

@@ -202,7 +202,7 @@ class Workspace:
 
     def _missing(self, path: str) -> ToolError:
         return ToolError(
-            f"path {_short(path)!r} does not exist in the workspace root {str(self.root)!r}: "
+            f"path {_short(path)!r} does not exist in this repository: "
             "check the name, or list files with run_command('ls') or grep",
             ErrorKind.NOT_FOUND,
         )

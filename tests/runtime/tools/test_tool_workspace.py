@@ -96,3 +96,16 @@ def test_relative_names_paths_from_root(repo: Path, tmp_path: Path) -> None:
     assert ws.relative(repo / "pkg" / "shapes.py") == "pkg/shapes.py"
     with pytest.raises(ToolError, match="outside"):
         ws.relative(tmp_path)
+
+
+def test_a_missing_path_is_named_without_the_machine_s_root(repo: Path) -> None:
+    """The same result on every machine: training data and traces hold no absolute root."""
+    from punie.runtime.tools import grep
+
+    ws = Workspace(repo)
+    for call in (lambda: read_file(ws, "pkg/nope.py"), lambda: grep(ws, "x", "nope")):
+        with pytest.raises(ToolError) as info:
+            call()
+        message = str(info.value)
+        assert "does not exist in this repository" in message
+        assert str(ws.root) not in message
