@@ -129,12 +129,12 @@ def _loop_config(
     }
     base = full_config() if full else DemoConfig()
     config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    from punie.data.mix import BALANCES
+    from punie.data.mix import check_balance
     from punie.loop.demo import lr_schedule
 
-    if config.balance not in BALANCES:
-        raise ConfigError(f"--balance must be one of {', '.join(BALANCES)}, got {config.balance!r}")
-    lr_schedule(config)  # names a bad --lr-schedule before any stage runs
+    # Bad recipe flags are named before any stage runs.
+    check_balance(config.balance)
+    lr_schedule(config)
     return replace(config, with_fixture_suite=fixture_suite, rounds=rounds)
 
 

@@ -57,6 +57,12 @@ class MixConfig:
 BALANCES = ("down", "over")
 
 
+def check_balance(balance: str) -> None:
+    """DataError naming `--balance` when it is not one of `BALANCES`."""
+    if balance not in BALANCES:
+        raise DataError(f"--balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+
+
 @dataclass
 class _Item:
     conversation: Conversation
@@ -268,8 +274,7 @@ def mix_datasets(
     config = config or MixConfig()
     if not 0 < config.ratio < 1:
         raise DataError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
-    if config.balance not in BALANCES:
-        raise DataError(f"--balance must be one of {', '.join(BALANCES)}, got {config.balance!r}")
+    check_balance(config.balance)
     if not code:
         raise DataError("no --code conversations given: pass at least one --code FILE")
     model_dir = config.model_dir
