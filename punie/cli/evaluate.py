@@ -179,7 +179,7 @@ _EVAL_PACKAGE = typer.Option(None, "--eval-package")
 _FULL = typer.Option(
     False,
     "--full",
-    help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~90 min).",
+    help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~65 min).",
 )
 _BALANCE = typer.Option(
     None, "--balance", help="How the mix keeps 70/30: over (repeat public rows) or down."
