@@ -34,7 +34,7 @@ import structlog
 
 from punie import errors
 from punie.errors import ModelImportError, PunieError
-from punie.mlx.blas import BlasChoice, child_env, choose_blas
+from punie.mlx.blas import BlasChoice, child_env, choose_blas, thread_env
 from punie.mlx.entry import (
     CACHE_LIMIT_ENV,
     MEMORY_LIMIT_ENV,
@@ -252,16 +252,20 @@ def start(
     log_output: bool = True,
     stats_every_s: float | None = None,
     extra_env: Mapping[str, str] | None = None,
+    blas_threads: int | None = None,
 ) -> MlxChild:
     """Start `python -m punie.mlx.entry ENTRY_ARGS...` as an MLX child named `name`.
 
     `log_output` sends stdout and stderr to a log file in the child's folder; else they are
     this process's (a progress bar draws on the terminal). `stats_every_s` makes the child
-    print MLX's allocator counters to its log.
+    print MLX's allocator counters to its log. `blas_threads` caps its BLAS workers (children
+    that share the CPU); None leaves the BLAS its default (one per CPU).
     """
     memory = memory or MemoryPolicy()
     blas = choose_blas(enabled=fast_blas)
     env = child_env(blas)
+    if blas_threads is not None:
+        env.update(thread_env(blas_threads, env))
     env.update(memory.env(env))
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
@@ -343,6 +347,7 @@ def call(
     memory: MemoryPolicy | None = None,
     log_output: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    blas_threads: int | None = None,
 ) -> Any:
     """`target(**request)` (`module:function`) in an MLX child; returns its JSON result.
 
@@ -361,6 +366,7 @@ def call(
             memory=memory,
             log_output=log_output,
             extra_env=extra_env,
+            blas_threads=blas_threads,
         )
         _wait_or_stop(child)
         body = (

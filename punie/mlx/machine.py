@@ -58,6 +58,11 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def cores_each(children: int) -> int:
+    """The CPUs each of `children` processes running at once gets (at least one)."""
+    return max(1, cpu_count() // max(1, children))
+
+
 def memory_bytes(field: str = "MemTotal") -> int | None:
     """Total memory (``field`` of /proc/meminfo: MemAvailable for what can still be allocated),
     or None where there is no /proc."""

@@ -122,6 +122,7 @@ def serve_model(
     extra_args: Sequence[str] = (),
     memory: ServerMemory | None = None,
     stats_every_s: float | None = None,
+    blas_threads: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run `mlx_lm server` on `model` (a local folder or a Hugging Face id) until exit.
 
@@ -129,7 +130,8 @@ def serve_model(
     On exit, also on an exception or Ctrl-C, the server's whole process group is stopped
     (SIGTERM, SIGKILL after a grace period) and reaped; its log is removed unless it failed.
     Raises ServerError when the port is taken, or when the server exits or does not answer
-    within `startup_timeout_s` (the message holds its last log lines).
+    within `startup_timeout_s` (the message holds its last log lines). `blas_threads` caps the
+    server's BLAS workers, for servers that share the CPU.
     """
     model_arg = _model_argument(model)
     adapter = _adapter_argument(adapter)
@@ -158,6 +160,7 @@ def serve_model(
         memory=memory.child,
         stats_every_s=stats_every_s,
         extra_env=extra_env,
+        blas_threads=blas_threads,
     )
     assert child.log_path is not None
     keep_log = False

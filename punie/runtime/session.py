@@ -131,6 +131,7 @@ def open_session(
     trace_path: Path | None = None,
     use_trained_adapter: bool = False,
     unsandboxed: bool = False,
+    blas_threads: int | None = None,
 ) -> Iterator[Session]:
     """Open a session on a model.
 
@@ -141,7 +142,7 @@ def open_session(
     `mlx_lm server` of that folder expects), any other name is sent as is.
 
     Commands run in the platform's sandbox; with none they are refused unless `unsandboxed`
-    (or `PUNIE_UNSANDBOXED=1`).
+    (or `PUNIE_UNSANDBOXED=1`). `blas_threads` caps the BLAS workers of the server it starts.
     """
     sandbox = detect_sandbox(allow_unsandboxed=True if unsandboxed else None)
     folder = local_model_dir(model) if base_url is None or model is not None else None
@@ -157,7 +158,7 @@ def open_session(
         name = str(folder) if folder is not None else str(model or DEFAULT_REQUEST_MODEL)
         profile = resolve_profile(name, model_dir=folder, stop_override=stop)
     trace = TraceWriter(trace_path) if trace_path is not None else None
-    with _endpoint(base_url, model, folder, adapter, use_trained_adapter) as endpoint:
+    with _endpoint(base_url, model, folder, adapter, use_trained_adapter, blas_threads) as endpoint:
         agent = create_agent(
             profile, base_url=endpoint.base_url, model=endpoint.request_model, settings=settings
         )
@@ -172,6 +173,7 @@ def _endpoint(
     folder: Path | None,
     adapter: Path | None,
     use_trained_adapter: bool,
+    blas_threads: int | None = None,
 ) -> Iterator[Endpoint]:
     if base_url is not None:
         if adapter is not None:
@@ -188,7 +190,8 @@ def _endpoint(
         from punie.mlx.adapters import latest_adapter
 
         adapter = latest_adapter(folder)
-    with serve_model(folder if folder is not None else str(model), adapter=adapter) as server:
+    served = folder if folder is not None else str(model)
+    with serve_model(served, adapter=adapter, blas_threads=blas_threads) as server:
         yield Endpoint(server.base_url, server.request_model, server)
 
 

@@ -106,3 +106,44 @@ def test_a_server_killed_while_two_targets_run_together_fails_them_both(tmp_path
     assert not (tmp_path / "results.jsonl").exists()
     assert _server_children() == []  # the other target's server was stopped too
     shutil.rmtree(Path(message.split("log: ")[1].split(".log")[0] + ".log").parent)
+
+
+def _blas_caps(pid: int) -> dict[str, str]:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pairs = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    return {k: v for k, v in pairs.items() if k.endswith("_NUM_THREADS")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
+def test_servers_evaluated_together_share_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from punie.mlx.blas import THREAD_VARS
+    from punie.mlx.machine import cores_each
+
+    for name in THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:1]
+    seen: list[dict[str, str]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not seen:
+            pids = _server_children()
+            if len(pids) == 2:
+                seen.extend(_blas_caps(pid) for pid in pids)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        targets = [EvalTarget("base"), EvalTarget("again")]
+        report = evaluate(tasks, targets, out_dir=tmp_path, concurrency=1, max_tokens=16,
+                          show_progress=False, together=True)  # fmt: skip
+    finally:
+        done.set()
+        watcher.join()
+    each = str(cores_each(2))
+    assert seen == [dict.fromkeys(THREAD_VARS, each)] * 2
+    assert set(report.metrics) == {"base", "again"}

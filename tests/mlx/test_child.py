@@ -181,3 +181,21 @@ def test_a_training_child_keeps_freed_memory_and_the_users_tunables(
     monkeypatch.delenv("GLIBC_TUNABLES")
     plain = call("echo", "child_targets:environment", {"name": "GLIBC_TUNABLES"}, extra_env=ENV)
     assert plain["value"] is None
+
+
+def test_blas_threads_cap_the_childs_blas_and_keep_the_users_own_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from punie.mlx.blas import THREAD_VARS
+
+    for name in THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    target = "child_targets:environment"
+    capped = call("echo", target, {"name": "OPENBLAS_NUM_THREADS"}, extra_env=ENV, blas_threads=1)
+    assert capped["value"] == "1"
+    assert call("echo", target, {"name": "OPENBLAS_NUM_THREADS"}, extra_env=ENV)["value"] is None
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    mine = call("echo", target, {"name": "OPENBLAS_NUM_THREADS"}, extra_env=ENV, blas_threads=1)
+    assert mine["value"] == "3"
+    omp = call("echo", target, {"name": "OMP_NUM_THREADS"}, extra_env=ENV, blas_threads=1)
+    assert omp["value"] == "1"
