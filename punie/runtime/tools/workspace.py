@@ -127,7 +127,9 @@ class Workspace:
         """The path as the model should see it: relative to the root, '/'-separated."""
         real = Path(path).resolve()
         if not self._inside(real):
-            raise ToolError(f"path {str(path)!r} is outside the workspace root {str(self.root)!r}")
+            raise ToolError(
+                f"path {self.relative_text(Path(path))!r} is outside the workspace root"
+            )
         rel = real.relative_to(self.root).as_posix()
         return rel if rel else "."
 
@@ -175,17 +177,16 @@ class Workspace:
 
     def _refusal(self, path: str, exc: FenceError) -> ToolError:
         shown = _short(path)
-        root = str(self.root)
         log.info("path_refused", path=shown, reason=exc.kind, at=exc.at)
         if exc.kind == "outside":
             return ToolError(
-                f"path {shown!r} is outside the workspace root {root!r}: "
+                f"path {shown!r} is outside the workspace root: "
                 "use a path relative to the root (no '..' above it)"
             )
         if exc.kind == "symlink":
             target = f" (it points to {exc.target!r})" if exc.target else ""
             return ToolError(
-                f"path {shown!r} leads outside the workspace root {root!r} through the symlink "
+                f"path {shown!r} leads outside the workspace root through the symlink "
                 f"{exc.at!r}{target}: symlinks that leave the root are not followed; use a "
                 "path to a file inside the root"
             )
