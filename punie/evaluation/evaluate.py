@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -183,6 +183,26 @@ class _TargetRun:
     info: Callable[[], TargetInfo]
 
 
+def target_session(
+    target: EvalTarget,
+    options: EvalOptions,
+    trace_path: Path,
+    *,
+    blas_threads: int | None = None,
+) -> AbstractContextManager[Session]:
+    """The session `target` runs in (its server, when Punie serves it, stopped on exit), with
+    the options' wire settings and its traces in `trace_path`."""
+    return open_session(
+        target.model,
+        base_url=target.base_url,
+        adapter=target.adapter,
+        stop=target.stop,
+        settings=options.agent_settings(),
+        trace_path=trace_path,
+        blas_threads=blas_threads,
+    )
+
+
 @contextmanager
 def _open_target(
     tasks: Sequence[TaskSpec],
@@ -200,15 +220,7 @@ def _open_target(
     trace_path.unlink(missing_ok=True)
     schemas = tool_parameters()
     scores: list[RunScore] = []
-    with open_session(
-        target.model,
-        base_url=target.base_url,
-        adapter=target.adapter,
-        stop=target.stop,
-        settings=options.agent_settings(),
-        trace_path=trace_path,
-        blas_threads=blas_threads,
-    ) as session:
+    with target_session(target, options, trace_path, blas_threads=blas_threads) as session:
         profile, folder = session.profile, session.model_dir
         counter = TokenCounter.for_model(folder)
 

@@ -21,13 +21,13 @@ import structlog
 from pydantic import BaseModel
 
 from punie.errors import DataError
-from punie.evaluation.evaluate import EvalOptions, EvalTarget, run_tasks
+from punie.evaluation.evaluate import EvalOptions, EvalTarget, run_tasks, target_session
 from punie.mlx.train.loss import held_out_loss
 from punie.records.conversation import Conversation, read_conversations
 from punie.records.jsonl import write_text
 from punie.records.task import TaskSpec
 from punie.records.trace import RunStatus
-from punie.runtime.session import local_model_dir, open_session
+from punie.runtime.session import local_model_dir
 
 log = structlog.get_logger(__name__)
 
@@ -121,14 +121,8 @@ def forgetting_check(
                 loss = held_out_loss(
                     folder, conversations_path, adapter=target.adapter, limit=limit
                 )
-            with open_session(
-                target.model,
-                base_url=target.base_url,
-                adapter=target.adapter,
-                stop=target.stop,
-                settings=options.agent_settings(),
-                trace_path=Path(out_dir) / target.label / "forgetting_traces.jsonl",
-            ) as session:
+            traces = Path(out_dir) / target.label / "forgetting_traces.jsonl"
+            with target_session(target, options, traces) as session:
                 outcomes = anyio.run(run_tasks, session, tasks, options)
             direct = [o.status is RunStatus.ANSWERED and not o.tool_calls for o in outcomes]
             f1 = [
