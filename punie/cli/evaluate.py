@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 console = Console()
 
 
+_PENALTY = typer.Option(
+    None,
+    "--frequency-penalty",
+    min=0.0,
+    max=2.0,
+    help="OpenAI frequency_penalty sent with every eval request (mlx-lm: over the last 20 tokens).",
+)
+
+
 @app.command("eval")
 def eval_command(
     tasks: list[Path] | None = typer.Option(
@@ -51,6 +60,7 @@ def eval_command(
     forgetting_limit: int = typer.Option(
         32, "--forgetting-limit", min=1, help="Conversations used by --forgetting."
     ),
+    frequency_penalty: float | None = _PENALTY,
 ) -> None:
     """Run an eval suite through the real agent and report per category, targets side by side.
 
@@ -86,6 +96,7 @@ def eval_command(
         concurrency=concurrency,
         no_stop=no_stop,
         max_tokens=max_tokens,
+        frequency_penalty=frequency_penalty,
     )
     # The per-category table is too wide for a terminal; it is in the report file.
     console.print(Markdown(markdown_table(report).split("## Per category")[0]))
@@ -207,12 +218,18 @@ def demo_command(
     balance: str | None = _BALANCE,
     learning_rate: float | None = _LR,
     lr_schedule: str | None = _LR_SCHEDULE,
+    frequency_penalty: float | None = _PENALTY,
     data_only: bool = _DATA_ONLY,
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
 
     Writes report.json, report.md and report.png at the top of the work folder."""
-    recipe = {"balance": balance, "learning_rate": learning_rate, "lr_schedule": lr_schedule}
+    recipe = {
+        "balance": balance,
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "eval_frequency_penalty": frequency_penalty,
+    }
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
         harvest_tasks, full, recipe,

@@ -247,6 +247,7 @@ def _open_target(
                 base_url=target.base_url,
                 stop_sequences=[] if options.no_stop else list(profile.stop_sequences),
                 client_cut=not options.no_stop,
+                frequency_penalty=options.frequency_penalty,
                 tokenizer=counter.name,
                 traces=str(trace_path),
             )

@@ -55,6 +55,8 @@ class TargetInfo(BaseModel):
     base_url: str | None = None
     stop_sequences: list[str] = Field(default_factory=list)
     client_cut: bool = True
+    frequency_penalty: float | None = None
+    """Sent with every request (None: not sent)."""
     tokenizer: str
     traces: str
 
@@ -135,9 +137,11 @@ def markdown_table(report: EvalReport) -> str:
     for t in report.targets:
         stop = ", ".join(repr(s) for s in t.stop_sequences) or "none"
         adapter = f" + adapter {t.adapter}" if t.adapter else ""
+        penalty = t.frequency_penalty
+        penalty = f"; frequency penalty {penalty:g}" if penalty is not None else ""
         lines.append(
             f"- **{t.label}**: {t.model}{adapter}; stop sequences {stop}; client cut "
-            f"{'on' if t.client_cut else 'off'}; tokens counted with {t.tokenizer}; "
+            f"{'on' if t.client_cut else 'off'}{penalty}; tokens counted with {t.tokenizer}; "
             f"traces {t.traces}"
         )
     lines.append("")

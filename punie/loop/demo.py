@@ -80,6 +80,9 @@ class DemoConfig:
     max_seq_length: int = 1024
     eval_concurrency: int = 4
     eval_max_tokens: int = 160
+    eval_frequency_penalty: float | None = None
+    """OpenAI's `frequency_penalty`, sent with every eval and harvest request, to base and
+    tuned alike (None: not sent)."""
     seed: int = 0
 
 
@@ -342,4 +345,5 @@ def eval_inputs(config: DemoConfig, tasks: list[Any], adapter: Path) -> dict[str
     return {"tasks": [t.id for t in tasks], "adapter": str(adapter),
             "weights": content_digest(Path(adapter) / "adapters.safetensors"),
             "max_tokens": config.eval_max_tokens,
+            "frequency_penalty": config.eval_frequency_penalty,
             "code": code_digest(*RUNTIME_CODE)}  # fmt: skip

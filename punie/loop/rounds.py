@@ -152,6 +152,7 @@ def harvest_round(
             out_dir=folder,
             concurrency=config.eval_concurrency,
             max_tokens=config.eval_max_tokens,
+            frequency_penalty=config.eval_frequency_penalty,
         )
         return as_json(report)
 
@@ -208,6 +209,7 @@ def evaluate_round(
             out_dir=folder,
             concurrency=config.eval_concurrency,
             max_tokens=config.eval_max_tokens,
+            frequency_penalty=config.eval_frequency_penalty,
             together=True,  # base and tuned at once: ~1.2 min sooner on 2 cores
         )
         return as_json(report)
