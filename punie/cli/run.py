@@ -106,6 +106,13 @@ def run_command(
         "--unsandboxed",
         help="Where no sandbox works, run commands on the host anyway (PUNIE_UNSANDBOXED=1).",
     ),
+    frequency_penalty: float | None = typer.Option(
+        None,
+        "--frequency-penalty",
+        min=0.0,
+        max=2.0,
+        help="OpenAI frequency_penalty sent with every request (keeps small models out of loops).",
+    ),
 ) -> None:
     """Ask a question about a repository; prints tool calls as they happen, then the answer.
 
@@ -119,6 +126,7 @@ def run_command(
         send_stop=not no_stop,
         cut_replies=not no_stop,
         logit_bias=_parse_logit_bias(logit_bias or []),
+        frequency_penalty=frequency_penalty,
     )
     budgets = Budgets(max_requests=max_requests, max_seconds=max_seconds)
     hooks = RunHooks(on_response=_show_response, on_tool_call=_show_tool_call)

@@ -178,3 +178,17 @@ def test_cli_ctrl_c_mid_run_writes_an_interrupted_trace_without_traceback(
     (trace,) = read_traces(trace_path)
     assert trace.status is RunStatus.INTERRUPTED
     assert json.dumps(trace.transcript)
+
+
+def test_punie_run_sends_its_frequency_penalty(repo: Path, tmp_path: Path) -> None:
+    with ScriptedServer([text_reply("Square is in pkg/shapes.py.")]) as server:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "punie", "run", "Where is Square?", "--repo", str(repo),
+                "--base-url", server.base_url, "--model", "qwen2.5-coder",
+                "--frequency-penalty", "0.5", "--trace", str(tmp_path / "t.jsonl"),
+            ],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server.bodies[0]["frequency_penalty"] == 0.5
