@@ -24,7 +24,7 @@ _PENALTY = typer.Option(
     "--frequency-penalty",
     min=0.0,
     max=2.0,
-    help="OpenAI frequency_penalty sent with every eval request (mlx-lm: over the last 20 tokens).",
+    help="OpenAI frequency_penalty on every eval request (demo default: 0.5; 0: off).",
 )
 
 

