@@ -44,9 +44,7 @@ def _ask(base_url: str, model: str, max_tokens: int) -> int:
 def _round(model: Path, threads: int | None, requests: int, max_tokens: int) -> float:
     """Seconds for two servers (BLAS workers `threads`) to answer `requests` each at once."""
     with ExitStack() as stack:
-        servers = [
-            stack.enter_context(serve_model(model, blas_threads=threads)) for _ in range(2)
-        ]
+        servers = [stack.enter_context(serve_model(model, blas_threads=threads)) for _ in range(2)]
         for server in servers:  # warm: the first request loads lazily built kernels
             _ask(server.base_url, server.request_model, 4)
         start = time.perf_counter()
