@@ -141,11 +141,11 @@ def _loop_config(
     base = full_config() if full else DemoConfig()
     config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     from punie.data.mix import check_balance
-    from punie.loop.demo import lr_schedule
+    from punie.loop.demo import check_recipe
 
     # Bad recipe flags are named before any stage runs.
     check_balance(config.balance)
-    lr_schedule(config)
+    check_recipe(config)
     return replace(config, with_fixture_suite=fixture_suite, rounds=rounds)
 
 
@@ -197,6 +197,12 @@ _BALANCE = typer.Option(
 )
 _LR = typer.Option(None, "--learning-rate", help="Peak learning rate (2e-4).")
 _LR_SCHEDULE = typer.Option(None, "--lr-schedule", help="constant or cosine (with warm-up).")
+_FINE_TUNE = typer.Option(
+    None, "--fine-tune-type", help="lora (default), dora, or full (the top layers' weights)."
+)
+_ANSWER_WEIGHT = typer.Option(
+    None, "--answer-weight", help="Loss weight of answers from tool results (default 1)."
+)
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
 )
@@ -218,6 +224,8 @@ def demo_command(
     balance: str | None = _BALANCE,
     learning_rate: float | None = _LR,
     lr_schedule: str | None = _LR_SCHEDULE,
+    fine_tune_type: str | None = _FINE_TUNE,
+    answer_weight: float | None = _ANSWER_WEIGHT,
     frequency_penalty: float | None = _PENALTY,
     data_only: bool = _DATA_ONLY,
 ) -> None:
@@ -228,6 +236,8 @@ def demo_command(
         "balance": balance,
         "learning_rate": learning_rate,
         "lr_schedule": lr_schedule,
+        "fine_tune_type": fine_tune_type,
+        "answer_weight": answer_weight,
         "eval_frequency_penalty": frequency_penalty,
     }
     config = _loop_config(
@@ -289,6 +299,9 @@ def experiment_search_command(
     only: list[str] = typer.Option(
         [], "--only", help="Run only these variants (by name; repeatable)."
     ),
+    probe: bool = typer.Option(
+        True, "--probe/--no-probe", help="Also probe every held-out turn (slow for the base)."
+    ),
 ) -> None:
     """Recipe search: train each variant on the demo's data, score base and every variant with
     the agent eval and the first-turn probe; a table and a chart of rates by training minutes."""
@@ -306,7 +319,7 @@ def experiment_search_command(
             param_hint="--only",
         )
     variants = tuple(v for v in DEFAULT_VARIANTS if not only or v.name in only)
-    result = run_search(config, variants, console)
+    result = run_search(config, variants, console, probe_turns_too=probe)
     console.print(result.markdown.read_text(), markup=False, highlight=False)
     console.print(f"table: {result.markdown}\njson:  {result.json}")
     if result.chart:

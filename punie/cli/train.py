@@ -24,6 +24,9 @@ def train_command(
     data: str | None = typer.Option(None, "--data", help="Folder with train/valid.jsonl."),
     adapter_path: str | None = typer.Option(None, "--adapter-path", help="Output folder."),
     recipe: Recipe | None = typer.Option(None, "--recipe", help="punie (default) or seed."),
+    answer_weight: float | None = typer.Option(
+        None, "--answer-weight", help="Loss weight of answers from tool results (default 1)."
+    ),
     fine_tune_type: str | None = typer.Option(None, "--fine-tune-type", help="lora|dora|full."),
     iters: int | None = typer.Option(None, "--iters", help="Optimizer steps in total."),
     learning_rate: float | None = typer.Option(None, "--learning-rate"),
@@ -52,6 +55,7 @@ def train_command(
         "data": data,
         "adapter_path": adapter_path,
         "recipe": recipe.value if recipe is not None else None,
+        "answer_weight": answer_weight,
         "fine_tune_type": fine_tune_type,
         "iters": iters,
         "learning_rate": learning_rate,

@@ -77,6 +77,10 @@ class DemoConfig:
     """`constant`, or `cosine`: a linear warm-up over the first 1/16 of the steps, then a cosine
     decay to 1/20 of `learning_rate` (the peak)."""
     lora_rank: int = 16
+    fine_tune_type: str = "lora"
+    """`lora`, `dora`, or `full`: every weight of the top `num_layers` layers trained."""
+    answer_weight: float = 1.0
+    """The loss weight of each answer from a tool result (every other assistant token: 1)."""
     max_seq_length: int = 1024
     eval_concurrency: int = 4
     eval_max_tokens: int = 160
@@ -245,6 +249,17 @@ def mix_stage(
     )  # fmt: skip
 
 
+def check_recipe(config: DemoConfig) -> None:
+    """Name a bad recipe setting before any stage runs (ConfigError)."""
+    if config.fine_tune_type not in ("lora", "dora", "full"):
+        raise ConfigError(
+            f"--fine-tune-type must be 'lora', 'dora' or 'full', got {config.fine_tune_type!r}"
+        )
+    if not config.answer_weight > 0:
+        raise ConfigError(f"--answer-weight must be above 0, got {config.answer_weight!r}")
+    lr_schedule(config)
+
+
 def lr_schedule(config: DemoConfig) -> dict[str, Any] | None:
     """The mlx-lm `lr_schedule` of the config (None: a constant learning rate)."""
     if config.lr_schedule == "constant":
@@ -286,6 +301,8 @@ def train_stage(
         "batch_size": config.batch_size,
         "num_layers": config.num_layers,
         "learning_rate": config.learning_rate,
+        "fine_tune_type": config.fine_tune_type,
+        "answer_weight": config.answer_weight,
         "max_seq_length": config.max_seq_length,
         "seed": config.seed,
         "steps_per_report": 5,

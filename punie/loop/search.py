@@ -2,14 +2,15 @@
 
 Each variant of the demo's recipe (a few `DemoConfig` fields changed) is trained on the demo's own
 mixed data and measured two ways: the demo's agent eval (whole runs through a real server, on the
-demo's held-out tasks and fixture suite), and the turn probe (`punie.evaluation.turns`) of the
-first turn of *every* held-out task with a gold conversation (right tool and arguments, or a
-direct answer), which gives a rate with a tight interval for little time. The table puts each
-variant's training minutes beside both, with 95% intervals; the chart plots them against training
-minutes. Every step is a cached stage of the demo's work folder (the demo recipe's training and
-eval are the demo's own stages), and variants that freeze the same layers reuse the frozen-layer
-states (`punie.mlx.train.frozen_store`); training minutes count those states' build time as if
-each variant had built them, so variants compare fairly.
+demo's held-out tasks and fixture suite, with the demo's serving settings), and the turn probe
+(`punie.evaluation.turns`) of *every* assistant turn of every held-out task with a gold
+conversation (first calls, later calls, answers from the tool results, direct answers), which
+gives rates with tight intervals for little time. The table puts each variant's training minutes
+beside both, with 95% intervals; the chart plots them against training minutes. Every step is a
+cached stage of the demo's work folder (the demo recipe's training and eval are the demo's own
+stages), and variants that freeze the same layers reuse the frozen-layer states
+(`punie.mlx.train.frozen_store`); training minutes count those states' build time as if each
+variant had built them, so variants compare fairly.
 """
 
 from __future__ import annotations
@@ -40,14 +41,19 @@ class Variant:
 
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
     Variant("demo recipe"),
+    Variant("answers weigh 3", {"answer_weight": 3.0}),
+    Variant("full top 8 layers", {"fine_tune_type": "full", "learning_rate": 1e-4}),
     Variant("lr 5e-4", {"learning_rate": 5e-4}),
     Variant("16 layers", {"num_layers": 16}),
     Variant("240 steps", {"iters": 240}),
 )
-PROBE_ROLES = ("first_call", "direct")
-"""The turns the search probes: every held-out task's first turn. Later turns carry the tool
-results in their history, and their prompt processing costs several times more on a CPU; the
-agent eval measures them."""
+PROBE_COLUMNS = (
+    ("first_call", "first call"),
+    ("answer", "answer from the result"),
+    ("direct", "direct answer"),
+    ("all_turns", "every turn"),
+)
+"""The probe's rates the table shows (per role, `punie.evaluation.turns.ROLES`, and overall)."""
 AGENT_COLUMNS = (
     ("pass_rate", "passed"),
     ("argument_accuracy", "right tool + arguments"),
@@ -64,8 +70,8 @@ class SearchResult:
     chart: Path | None
 
 
-def first_turn_cases(data: dict[str, Any]) -> list[Any]:
-    """The first-turn cases of every held-out task that has a gold conversation beside it."""
+def held_out_turn_cases(data: dict[str, Any]) -> list[Any]:
+    """Every assistant turn of every held-out task that has a gold conversation beside it."""
     from punie.evaluation.turns import turn_cases
     from punie.records.conversation import read_conversations
     from punie.records.task import read_tasks
@@ -76,17 +82,20 @@ def first_turn_cases(data: dict[str, Any]) -> list[Any]:
         cases += turn_cases(
             read_tasks(Path(tasks_file)), read_conversations(folder / "conversations.jsonl")
         )
-    return [c for c in cases if c.role in PROBE_ROLES]
+    return cases
 
 
 def run_search(
     config: DemoConfig,
     variants: tuple[Variant, ...] = DEFAULT_VARIANTS,
     console: Console | None = None,
+    *,
+    probe_turns_too: bool = True,
 ) -> SearchResult:
     """Train every variant on the demo's data, measure base and each variant with the agent eval
-    and the first-turn probe, and write `search/search.md`, `.json` and `.png` in the work
-    folder."""
+    and (``probe_turns_too``) the turn probe, and write `search/search.md`, `.json` and `.png` in
+    the work folder. The probe generates every held-out turn of every model (373 turns; the
+    base model, which seldom stops, took over 20 minutes on a 2-core CPU)."""
     from punie.evaluation.evaluate import EvalTarget, evaluate
     from punie.evaluation.turns import probe_turns, summarize_turns
     from punie.records.jsonl import write_rows
@@ -94,12 +103,15 @@ def run_search(
     console = console or Console()
     stages, model_dir, data = prepare_data(config, console)
     tasks = demo_tasks(config, data)
-    cases = first_turn_cases(data)
+    cases = held_out_turn_cases(data)
     cases_digest = hashlib.sha256(
         json.dumps([c.__dict__ for c in cases], sort_keys=True, default=str).encode()
     ).hexdigest()
 
     def probe(name: str, adapter: Path | None) -> dict[str, Any]:
+        if not probe_turns_too:
+            return {}
+
         def build(folder: Path) -> dict[str, Any]:
             verdicts = probe_turns(model_dir, cases, adapter=adapter)
             write_rows(folder / "verdicts.jsonl", (asdict(v) for v in verdicts))
@@ -112,7 +124,7 @@ def run_search(
             "weights": content_digest(*weights) if weights else None,
             "code": code_digest("punie.evaluation.turns", "punie.evaluation.checks"),
         }
-        return stages.run(name, inputs, build)["summary"]["all_turns"]
+        return stages.run(name, inputs, build)["summary"]
 
     def agent_eval(name: str, label: str, adapter: Path) -> dict[str, dict[str, Any]]:
         """The demo's eval (stage `eval`: base and tuned) or one variant's (its own stage)."""
@@ -123,7 +135,9 @@ def run_search(
         def build(folder: Path) -> dict[str, Any]:
             report = evaluate(tasks, targets, out_dir=folder,
                               concurrency=config.eval_concurrency,
-                              max_tokens=config.eval_max_tokens)  # fmt: skip
+                              max_tokens=config.eval_max_tokens,
+                              frequency_penalty=config.eval_frequency_penalty,
+                              together=len(targets) > 1)  # fmt: skip
             return as_json(report)
 
         report = stages.run(name, eval_inputs(config, tasks, adapter), build)
@@ -169,25 +183,28 @@ def _agent_cell(metrics: dict[str, Any], key: str) -> str:
 
 def search_table(rows: list[dict[str, Any]], *, cases: int, tasks: int) -> str:
     """Base and every variant as a Markdown table."""
-    head = ["variant", "steps", "training min", "first turn right (probe)",
+    head = ["variant", "steps", "training min",
+            *(f"{title} (probe)" for _, title in PROBE_COLUMNS),
             *(f"{title} (eval)" for _, title in AGENT_COLUMNS)]  # fmt: skip
     lines = [
-        f"First-turn probe: {cases} held-out first turns (greedy). Agent eval: {tasks} tasks "
-        "(held-out and fixture suite). 95% Wilson intervals.",
+        f"Turn probe: {cases} assistant turns of the held-out tasks, each generated greedily from "
+        f"its gold history. Agent eval: {tasks} tasks (held-out and fixture suite). 95% Wilson "
+        "intervals.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for row in rows:
-        probe = _interval(row["probe"])
-        cells = [row["variant"], str(row["steps"]), f"{row['minutes']:.1f}", probe]
+        cells = [row["variant"], str(row["steps"]), f"{row['minutes']:.1f}"]
+        cells += [_interval(row["probe"].get(key)) for key, _ in PROBE_COLUMNS]
         cells += [_agent_cell(row["agent"], key) for key, _ in AGENT_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_search_chart(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """First turns right (probe) and tasks passed (agent eval) against training minutes."""
+    """Probe rates (every turn, answers from the result) and tasks passed (agent eval) against
+    training minutes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,14 +213,21 @@ def write_search_chart(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for row in rows:
         x = row["minutes"]
-        probe = row["probe"]
-        spread = [[probe["rate"] - probe["low"]], [probe["high"] - probe["rate"]]]
-        ax.errorbar([x], [probe["rate"]], yerr=spread, fmt="o", color="tab:blue", capsize=3)
+        label_at = row["agent"].get("pass_rate", 0.0)
+        for key, color in (("all_turns", "tab:blue"), ("answer", "tab:green")):
+            probe = row["probe"].get(key)
+            if not probe or not probe.get("n"):
+                continue
+            spread = [[probe["rate"] - probe["low"]], [probe["high"] - probe["rate"]]]
+            ax.errorbar([x], [probe["rate"]], yerr=spread, fmt="o", color=color, capsize=3)
+            if key == "all_turns":
+                label_at = probe["rate"]
         if "pass_rate" in row["agent"]:
             ax.plot([x], [row["agent"]["pass_rate"]], "s", color="tab:orange")
-        ax.annotate(row["variant"], (x, probe["rate"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)  # fmt: skip
-    ax.plot([], [], "o", color="tab:blue", label="first turn right (probe, 95% interval)")
+        ax.annotate(row["variant"], (x, label_at), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)  # fmt: skip
+    ax.plot([], [], "o", color="tab:blue", label="every turn right (probe, 95% interval)")
+    ax.plot([], [], "o", color="tab:green", label="answer from the result (probe)")
     ax.plot([], [], "s", color="tab:orange", label="passed (agent eval)")
     ax.set_xlabel("training minutes (frozen-layer cache included)")
     ax.set_ylabel("rate on held-out code")

@@ -40,6 +40,11 @@ def test_an_unknown_schedule_is_named() -> None:
     [
         (["--balance", "sideways"], "--balance must be one of down, over, got 'sideways'"),
         (["--lr-schedule", "step"], "--lr-schedule must be 'constant' or 'cosine', got 'step'"),
+        (
+            ["--fine-tune-type", "qlora"],
+            "--fine-tune-type must be 'lora', 'dora' or 'full', got 'qlora'",
+        ),
+        (["--answer-weight", "0"], "--answer-weight must be above 0, got 0.0"),
     ],
 )
 def test_a_bad_recipe_flag_is_named_before_any_stage_runs(

@@ -45,7 +45,7 @@ def _worker(model_dir: str, repeats: int) -> dict[str, Any]:
     model.freeze()
     linear_to_lora_layers(model, 8, {"rank": 16, "scale": 20.0, "dropout": 0.0})
     model.train()
-    cut = frozen_cut(model, 8, "lora")
+    cut = frozen_cut(model, 8)
     dim = model.model.norm.weight.shape[0]
     mx.random.seed(0)
     cases: dict[str, Any] = {}

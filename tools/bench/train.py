@@ -231,7 +231,7 @@ def _worker_cache(model_dir: str, steps: int) -> dict[str, Any]:
         linear_to_lora_layers(model, layers, dict(LORA))
         model.train()
         optimizer = optim.Adam(learning_rate=1e-4)
-        cut = frozen_cut(model, layers, "lora")
+        cut = frozen_cut(model, layers)
         started = time.perf_counter()
         cached_set = build_cached_split(model, examples, cut, CACHE_MAX_SEQ)
         build_s = time.perf_counter() - started
@@ -292,7 +292,7 @@ def _worker_quant(model_dir: str, variant: str, n: int, steps: int) -> dict[str,
     model.train()
     eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
     examples = [assistant_mask(tokenizer, r["messages"], r["tools"], eot) for r in conversations(n)]
-    cut = frozen_cut(model, LAYERS, "lora")
+    cut = frozen_cut(model, LAYERS)
     tic = time.perf_counter()
     split = build_cached_split(model, examples, cut, CACHE_MAX_SEQ)
     build_s = time.perf_counter() - tic

@@ -45,7 +45,8 @@ class MaskedDataset:
 
 
 def masked_loss(model: nn.Module, batch: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
-    """Mean cross-entropy over the tokens whose mask is set; returns (loss, trained tokens)."""
+    """Mean cross-entropy over the tokens whose mask is set, weighted by the mask's values;
+    returns (loss, the weights' sum: the trained tokens when every weight is 1)."""
     inputs = batch[:, :-1]
     targets = batch[:, 1:]
     weights = mask[:, 1:]
@@ -58,8 +59,9 @@ def masked_loss(model: nn.Module, batch: mx.array, mask: mx.array) -> tuple[mx.a
 def pack_batch(
     examples: list[MaskedExample], max_seq_length: int, width_multiple: int = _PAD_TO
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Tokens and masks padded to one plus a multiple of ``width_multiple`` (as mlx-lm does),
-    truncated to ``max_seq_length``; also the real token count."""
+    """Tokens and loss weights (the mask, or the example's weights) padded to one plus a multiple
+    of ``width_multiple`` (as mlx-lm does), truncated to ``max_seq_length``; also the real token
+    count."""
     longest = max(len(e) for e in examples)
     width = min(
         1 + width_multiple * ((longest + width_multiple - 1) // width_multiple), max_seq_length
@@ -70,7 +72,7 @@ def pack_batch(
     for row, example in enumerate(examples):
         n = min(len(example), width)
         tokens[row, :n] = example.tokens[:n]
-        mask[row, :n] = example.mask[:n]
+        mask[row, :n] = example.loss_weights()[:n]
         real += n
     return tokens, mask, real
 

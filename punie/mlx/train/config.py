@@ -32,10 +32,12 @@ SPLITS = ("train", "valid")
 class TrainConfig:
     """What to train, on what, and how; field names match mlx-lm's lora config keys.
 
-    `recipe`, `resume`, `fast_blas`, `cache_frozen_layers` (LoRA/DoRA: run the frozen bottom
-    layers once before training, not every step) and `dequantize_base` (LoRA/DoRA on a quantized
-    model on CPU: compute with float32 copies of the frozen quantized weights where they fit in
-    memory; the adapter is the same and applies to the quantized model) are Punie's own.
+    `recipe`, `answer_weight` (the loss weight of each answer from a tool result in the training
+    split, every other assistant token weighing 1; validation stays unweighted), `resume`,
+    `fast_blas`, `cache_frozen_layers` (run the frozen bottom layers once before training, not
+    every step) and `dequantize_base` (LoRA/DoRA on a quantized model on CPU: compute with float32
+    copies of the frozen quantized weights where they fit in memory; the adapter is the same and
+    applies to the quantized model) are Punie's own.
     `model: None` means the embedded model.
     """
 
@@ -43,6 +45,7 @@ class TrainConfig:
     model: str | None = None
     adapter_path: str = "adapters"
     recipe: Recipe = Recipe.punie
+    answer_weight: float = Field(default=1.0, gt=0)
     fine_tune_type: Literal["lora", "dora", "full"] = "lora"
     optimizer: Literal["adam", "adamw", "muon", "sgd", "adafactor"] = "adam"
     optimizer_config: dict[str, dict[str, Any]] = Field(default_factory=dict)

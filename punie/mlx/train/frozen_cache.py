@@ -1,7 +1,8 @@
-"""Cached frozen layers for LoRA/DoRA training: the bottom, adapter-free layers run once per row.
+"""Cached frozen layers: the bottom, untrained layers run once per row.
 
-LoRA touches only the top ``num_layers`` layers; the layers below are frozen, carry no adapter and
-no dropout, so their output is a fixed function of the tokens. `build_cached_split` runs them once
+LoRA/DoRA (and a full fine-tune of the top layers) touch only the top ``num_layers`` layers; the
+layers below are frozen, carry no adapter and no dropout, so their output is a fixed function of
+the tokens. `build_cached_split` runs them once
 before training (the token prefixes examples share, such as the system prompt with the tool
 schemas, once, through mlx-lm KV caches) and keeps each example's hidden state at the first trained
 layer. Each step then runs only the top layers on those states (`CachedLoss`), sharing the batch's
@@ -31,14 +32,15 @@ log = structlog.get_logger(__name__)
 _ALIGN = 32  # prefix, suffix and gather lengths are multiples of this: few shapes to compile
 
 
-def frozen_cut(model: nn.Module, num_layers: int, fine_tune_type: str) -> int:
+def frozen_cut(model: nn.Module, num_layers: int) -> int:
     """How many bottom layers are frozen and adapter-free (0: nothing to cache).
 
-    Call after the adapters are added; raises ConfigError for a model whose structure the cached
-    path does not know (set ``cache_frozen_layers: false`` for it).
+    Call after the adapters are added (or the top layers unfrozen, for a full fine-tune); raises
+    ConfigError for a model whose structure the cached path does not know (set
+    ``cache_frozen_layers: false`` for it).
     """
     n_layers = len(model.layers)
-    if fine_tune_type == "full" or num_layers < 0 or num_layers >= n_layers:
+    if num_layers < 0 or num_layers >= n_layers:
         return 0
     cut = n_layers - num_layers
     inner = getattr(model, "model", None)

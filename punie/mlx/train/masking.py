@@ -34,14 +34,24 @@ class ChatTokenizer(Protocol):
 
 @dataclass(frozen=True)
 class MaskedExample:
-    """Token ids and, per token, whether the loss is taken when predicting it."""
+    """Token ids and, per token, whether the loss is taken when predicting it (and, optionally,
+    with what weight: `weights`, 1.0 for every masked token when None)."""
 
     tokens: tuple[int, ...]
     mask: tuple[bool, ...]
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.mask):
             raise ValueError("tokens and mask differ in length")
+        if self.weights is not None and len(self.weights) != len(self.mask):
+            raise ValueError("weights and mask differ in length")
+
+    def loss_weights(self) -> tuple[float, ...]:
+        """Each token's weight in the loss: 0 where the mask is off."""
+        if self.weights is None:
+            return tuple(float(m) for m in self.mask)
+        return tuple(w if m else 0.0 for w, m in zip(self.weights, self.mask, strict=True))
 
     @property
     def trained_tokens(self) -> int:
@@ -149,6 +159,18 @@ def assistant_turn_spans(
     return list(full), spans
 
 
+def answers_from_results(messages: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """Per assistant message, in order: whether it answers from a tool result (it follows a
+    `tool` message and calls no tool)."""
+    flags = []
+    for i, message in enumerate(messages):
+        if message.get("role") != "assistant":
+            continue
+        after_tool = i > 0 and messages[i - 1].get("role") == "tool"
+        flags.append(after_tool and not message.get("tool_calls"))
+    return flags
+
+
 def assistant_mask(
     tokenizer: ChatTokenizer,
     messages: Sequence[Mapping[str, Any]],
@@ -156,13 +178,25 @@ def assistant_mask(
     eot_ids: frozenset[int],
     *,
     where: str = "row",
+    answer_weight: float = 1.0,
 ) -> MaskedExample:
-    """One example holding the whole conversation, the loss on every assistant turn."""
+    """One example holding the whole conversation, the loss on every assistant turn.
+
+    With ``answer_weight`` other than 1, the tokens of each answer from a tool result (the turn
+    that has to quote what the tool returned) weigh that much in the loss, every other assistant
+    token 1.
+    """
     full, spans = assistant_turn_spans(tokenizer, messages, tools, eot_ids, where=where)
     mask = [False] * len(full)
     for start, end in spans:
         mask[start:end] = [True] * (end - start)
-    return MaskedExample(tuple(full), tuple(mask))
+    if answer_weight == 1.0:
+        return MaskedExample(tuple(full), tuple(mask))
+    weights = [1.0] * len(full)
+    for (start, end), answer in zip(spans, answers_from_results(messages), strict=True):
+        if answer:
+            weights[start:end] = [answer_weight] * (end - start)
+    return MaskedExample(tuple(full), tuple(mask), tuple(weights))
 
 
 def per_turn_examples(

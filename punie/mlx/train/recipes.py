@@ -67,16 +67,23 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def example_builder(
-    recipe: Recipe, tokenizer: ChatTokenizer, eot_ids: frozenset[int]
+    recipe: Recipe,
+    tokenizer: ChatTokenizer,
+    eot_ids: frozenset[int],
+    *,
+    answer_weight: float = 1.0,
 ) -> Callable[[dict[str, Any], str], MaskedExample]:
-    """A function turning one chat row into a masked example under ``recipe``."""
+    """A function turning one chat row into a masked example under ``recipe`` (`punie`: answers
+    from tool results weigh ``answer_weight`` in the loss)."""
 
     def build(row: dict[str, Any], where: str) -> MaskedExample:
         messages, tools = row["messages"], row.get("tools")
         try:
             if recipe is Recipe.seed:
                 return seed_example(tokenizer, messages, tools, where=where)
-            return assistant_mask(tokenizer, messages, tools, eot_ids, where=where)
+            return assistant_mask(
+                tokenizer, messages, tools, eot_ids, where=where, answer_weight=answer_weight
+            )
         except DataError:
             raise
         except Exception as exc:  # jinja2 and tokenizer errors: a row the template cannot render
@@ -96,13 +103,14 @@ def load_split(
     *,
     max_seq_length: int,
     on_row: Callable[[], None] | None = None,
+    answer_weight: float = 1.0,
 ) -> SplitExamples:
     """Render every row of a split; a row that cannot render raises DataError naming file:line.
 
     Examples whose first trained token lies beyond ``max_seq_length`` are dropped (they would
     contribute no loss); longer ones are counted as truncated.
     """
-    build = example_builder(recipe, tokenizer, eot_ids)
+    build = example_builder(recipe, tokenizer, eot_ids, answer_weight=answer_weight)
     examples: list[MaskedExample] = []
     rows = read_rows(path)
     dropped = truncated = 0

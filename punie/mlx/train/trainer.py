@@ -217,11 +217,7 @@ def _cached_or_plain(
     from the store when the same states were built before (their build seconds are appended to
     `skipped`)."""
     config = run.config
-    cut = (
-        frozen_cut(model, config.num_layers, config.fine_tune_type)
-        if config.cache_frozen_layers
-        else 0
-    )
+    cut = frozen_cut(model, config.num_layers) if config.cache_frozen_layers else 0
     if not cut:
         return masked_loss, train_set, valid_set
     started = time.perf_counter()
@@ -279,6 +275,7 @@ def load_splits(run: ResolvedRun, tokenizer: Any, *, progress: bool) -> dict[str
                 eot_ids,
                 max_seq_length=run.config.max_seq_length,
                 on_row=bar.advance,
+                answer_weight=run.config.answer_weight if name == "train" else 1.0,
             )
     return splits
 

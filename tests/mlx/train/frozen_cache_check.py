@@ -1,8 +1,8 @@
-"""Child-process check for test_train_frozen_cache: the cached path's loss and LoRA gradients
-(with Punie's blocked attention, as training runs) against the full model's (MLX's own
-attention), on the real embedded model. Prints one JSON line.
+"""Child-process check for test_train_frozen_cache: the cached path's loss and gradients (LoRA,
+or a full fine-tune of the top layers; with Punie's blocked attention, as training runs) against
+the full model's (MLX's own attention), on the real embedded model. Prints one JSON line.
 
-    python tests/train/frozen_cache_check.py MODEL_DIR LAYERS ROWS.json
+    python tests/train/frozen_cache_check.py MODEL_DIR LAYERS ROWS.json [lora|full]
 """
 
 from __future__ import annotations
@@ -25,16 +25,23 @@ def main() -> None:
     from punie.mlx.train.masking import assistant_mask, end_of_turn_ids
 
     model_dir, layers, rows_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    fine_tune_type = sys.argv[4] if len(sys.argv) > 4 else "lora"
     rows = json.loads(Path(rows_file).read_text(encoding="utf-8"))
     model, tokenizer = load(model_dir)
     model.freeze()
-    linear_to_lora_layers(model, layers, {"rank": 8, "scale": 20.0, "dropout": 0.0})
-    # Non-zero adapters (lora_b starts at zero, which would zero every lora_a gradient).
-    mx.random.seed(0)
-    model.update(tree_map(lambda p: 0.02 * mx.random.normal(p.shape), model.trainable_parameters()))
+    if fine_tune_type == "full":
+        for layer in model.layers[-layers:]:
+            layer.unfreeze()
+    else:
+        linear_to_lora_layers(model, layers, {"rank": 8, "scale": 20.0, "dropout": 0.0})
+        # Non-zero adapters (lora_b starts at zero, which would zero every lora_a gradient).
+        mx.random.seed(0)
+        model.update(
+            tree_map(lambda p: 0.02 * mx.random.normal(p.shape), model.trainable_parameters())
+        )
     eot = end_of_turn_ids(tokenizer, ["<|im_end|>"])
     examples = [assistant_mask(tokenizer, r["messages"], r.get("tools"), eot) for r in rows]
-    cut = frozen_cut(model, layers, "lora")
+    cut = frozen_cut(model, layers)
     attention.install({})  # the cache and the cached loss as training runs them
     split = build_cached_split(model, examples, cut, 1024)
     attention.uninstall()  # the plain loss with MLX's own attention

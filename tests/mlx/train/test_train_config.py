@@ -44,6 +44,7 @@ def test_example_config_is_valid():
         ({"data": "x", "iters": 0}, "'iters'"),
         ({"data": "x", "recipe": "magic"}, "'recipe'"),
         ({"data": "x", "fine_tune_type": "qlora"}, "'fine_tune_type'"),
+        ({"data": "x", "answer_weight": 0}, "'answer_weight'"),
         ({"data": "x", "lora_parameters": {"rank": 0}}, "'lora_parameters.rank'"),
         ({"data": "x", "mask_prompt": True}, "'mask_prompt'"),
     ],

@@ -24,11 +24,13 @@ LONG = tool_conversation(
 CHAT = plain_chat("What is 2 plus 2?", "2 plus 2 is 4.")
 
 
-def run_check(tmp_path: Path, model_dir: Path, rows: list[dict], layers: int) -> dict:
+def run_check(
+    tmp_path: Path, model_dir: Path, rows: list[dict], layers: int, fine_tune_type: str = "lora"
+) -> dict:
     rows_file = tmp_path / "rows.json"
     rows_file.write_text(json.dumps(rows), encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, str(CHECK), str(model_dir), str(layers), str(rows_file)],
+        [sys.executable, str(CHECK), str(model_dir), str(layers), str(rows_file), fine_tune_type],
         env=child_env(choose_blas()),
         capture_output=True,
         text=True,
@@ -56,6 +58,21 @@ def test_cached_loss_and_lora_gradients_match_the_full_model(
     assert report["cached_tokens"] == report["plain_tokens"] > 0
     assert report["cached_loss"] == pytest.approx(report["plain_loss"], rel=1e-5)
     assert len(report["grads"]) == layers * 7 * 2  # lora_a and lora_b of 7 projections a layer
+    for grad in report["grads"]:
+        assert grad["max"] > 0, grad["name"]
+        assert grad["max_diff"] <= 1e-4 * grad["max"] + 1e-7, grad
+
+
+@pytest.mark.slow
+def test_cached_loss_and_full_fine_tune_gradients_match_the_full_model(tmp_path, model_dir):
+    """A full fine-tune of the top layers leaves the bottom ones frozen: the cache applies."""
+    report = run_check(tmp_path, model_dir, [SHORT, LONG], 2, "full")
+    assert report["cut"] == 28
+    assert report["shared_prefix"] > 0
+    assert report["cached_loss"] == pytest.approx(report["plain_loss"], rel=1e-5)
+    names = {g["name"] for g in report["grads"]}
+    assert all(".28." in n or ".29." in n for n in names), names  # the top two layers only
+    assert len(names) == 2 * 9  # 7 projections and 2 norms a layer, all trained
     for grad in report["grads"]:
         assert grad["max"] > 0, grad["name"]
         assert grad["max_diff"] <= 1e-4 * grad["max"] + 1e-7, grad

@@ -8,6 +8,7 @@ import pytest
 from conftest import plain_chat, tool_conversation
 
 from punie.errors import DataError
+from punie.mlx.train.batches import pack_batch
 from punie.mlx.train.masking import (
     assistant_mask,
     end_of_turn_ids,
@@ -112,6 +113,37 @@ def test_multi_turn_with_parallel_tool_results(hf_tokenizer, eot):
     example = assistant_mask(hf_tokenizer, messages, [], eot)
     assert list(example.mask) == chatml_oracle(hf_tokenizer, list(example.tokens))
     assert len(decoded_targets(hf_tokenizer, example.tokens, example.mask)) == 3
+
+
+def test_answer_weight_weighs_only_answers_from_tool_results(hf_tokenizer, eot):
+    """The answer after the tool results weighs 3; the tool call, the answer to the later user
+    turn (no tool result before it) and every untrained token keep their weights."""
+    call = {"type": "function", "function": {"name": "grep", "arguments": {"pattern": "x"}}}
+    messages = [
+        {"role": "user", "content": "Where is x?"},
+        {"role": "assistant", "content": "", "tool_calls": [{**call, "id": "1"}]},
+        {"role": "tool", "tool_call_id": "1", "content": "a.py:3: x = 1"},
+        {"role": "assistant", "content": "`x` is set in `a.py` at line 3."},
+        {"role": "user", "content": "Thanks."},
+        {"role": "assistant", "content": "You're welcome."},
+    ]
+    plain = assistant_mask(hf_tokenizer, messages, [], eot)
+    weighted = assistant_mask(hf_tokenizer, messages, [], eot, answer_weight=3.0)
+    assert plain.weights is None
+    assert weighted.tokens == plain.tokens and weighted.mask == plain.mask
+    weights = weighted.loss_weights()
+    runs: dict[float, list[int]] = {}
+    for token, w in zip(weighted.tokens, weights, strict=True):
+        runs.setdefault(w, []).append(token)
+    assert hf_tokenizer.decode(runs[3.0]) == "`x` is set in `a.py` at line 3.<|im_end|>"
+    assert "<tool_call>" in hf_tokenizer.decode(runs[1.0])
+    assert "You're welcome." in hf_tokenizer.decode(runs[1.0])
+    assert "a.py:3: x = 1" in hf_tokenizer.decode(runs[0.0])  # the tool result is not trained
+    # pack_batch hands the weights to the loss (0 on padding and untrained tokens).
+    _, packed, _ = pack_batch([weighted, plain], 4096)
+    assert sorted(set(packed[0].tolist())) == [0.0, 1.0, 3.0]
+    assert sorted(set(packed[1].tolist())) == [0.0, 1.0]
+    assert packed[0].sum() == pytest.approx(sum(weights))
 
 
 def test_per_turn_expansion_repeats_the_prefix(hf_tokenizer, eot):
