@@ -226,8 +226,9 @@ def write_search_chart(rows: list[dict[str, Any]], path: Path) -> Path | None:
             ax.plot([x], [row["agent"]["pass_rate"]], "s", color="tab:orange")
         ax.annotate(row["variant"], (x, label_at), textcoords="offset points", xytext=(6, 4),
                     fontsize=8)  # fmt: skip
-    ax.plot([], [], "o", color="tab:blue", label="every turn right (probe, 95% interval)")
-    ax.plot([], [], "o", color="tab:green", label="answer from the result (probe)")
+    if any(row["probe"] for row in rows):
+        ax.plot([], [], "o", color="tab:blue", label="every turn right (probe, 95% interval)")
+        ax.plot([], [], "o", color="tab:green", label="answer from the result (probe)")
     ax.plot([], [], "s", color="tab:orange", label="passed (agent eval)")
     ax.set_xlabel("training minutes (frozen-layer cache included)")
     ax.set_ylabel("rate on held-out code")
