@@ -4,6 +4,8 @@ batched, prefix-cached generation against plain greedy generation of the whole p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import platformdirs as platformdirs_package
@@ -11,13 +13,13 @@ import pytest
 
 from punie.data.generate.tasks import generate_tasks
 from punie.evaluation.turns import (
-    generate_turns,
     score_case,
     summarize_turns,
     turn_cases,
 )
 
 PACKAGE = Path(platformdirs_package.__file__).parent
+CHECK = Path(__file__).with_name("turn_probe_check.py")
 
 
 @pytest.fixture(scope="module")
@@ -98,23 +100,29 @@ def test_the_summary_counts_roles_and_whole_tasks(generated):
 
 
 @pytest.mark.slow
-def test_batched_prefix_cached_turns_equal_plain_greedy_generation(generated):
+def test_batched_prefix_cached_turns_equal_plain_greedy_generation(generated, tmp_path):
     """The shared-prefix cache and batching change nothing: each reply is what greedy generation
-    of the whole prompt writes."""
-    from mlx_lm import load, stream_generate
-
+    of the whole prompt writes. Both run in a child with the fast BLAS, as the probe does (in
+    pytest's own process MLX has the wheel's reference BLAS, 30x slower)."""
+    from punie.mlx.blas import child_env, choose_blas
     from punie.mlx.embedded import embedded_model_dir
 
-    model = embedded_model_dir()
     cases = _cases(generated, "find_then_read_parameters") + _cases(generated, "find_class")
     prompts = [{"messages": c.messages, "tools": c.tools} for c in cases]
-    replies = generate_turns(str(model), None, prompts, max_tokens=40)
-    assert len(replies) == len(cases)
-    lm, tokenizer = load(str(model))
-    for prompt, reply in zip(prompts, replies, strict=True):
-        text = tokenizer.apply_chat_template(
-            prompt["messages"], tools=prompt["tools"], add_generation_prompt=True, tokenize=False
-        )
-        steps = list(stream_generate(lm, tokenizer, text, max_tokens=40))
-        assert "".join(s.text for s in steps) == reply["text"]
-        assert reply["ended"] == (steps[-1].finish_reason == "stop")
+    prompts_file = tmp_path / "prompts.json"
+    prompts_file.write_text(json.dumps(prompts), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(CHECK), str(embedded_model_dir()), str(prompts_file), "40"],
+        env=child_env(choose_blas()),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(report["batched"]) == len(cases) == len(report["plain"])
+    assert any(p["text"] for p in report["plain"])  # it generated something to compare
+    for batched, plain in zip(report["batched"], report["plain"], strict=True):
+        assert batched["text"] == plain["text"]
+        assert batched["ended"] == plain["ended"]
