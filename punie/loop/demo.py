@@ -251,10 +251,14 @@ def mix_stage(
 
 def check_recipe(config: DemoConfig) -> None:
     """Name a bad recipe setting before any stage runs (ConfigError)."""
-    if config.fine_tune_type not in ("lora", "dora", "full"):
-        raise ConfigError(
-            f"--fine-tune-type must be 'lora', 'dora' or 'full', got {config.fine_tune_type!r}"
-        )
+    from typing import get_args, get_type_hints
+
+    from punie.mlx.train.config import TrainConfig
+
+    kinds = get_args(get_type_hints(TrainConfig)["fine_tune_type"])  # the trainer's own choices
+    if config.fine_tune_type not in kinds:
+        named = ", ".join(f"'{k}'" for k in kinds[:-1]) + f" or '{kinds[-1]}'"
+        raise ConfigError(f"--fine-tune-type must be {named}, got {config.fine_tune_type!r}")
     if not config.answer_weight > 0:
         raise ConfigError(f"--answer-weight must be above 0, got {config.answer_weight!r}")
     lr_schedule(config)

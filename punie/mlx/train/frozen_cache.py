@@ -2,12 +2,12 @@
 
 LoRA/DoRA (and a full fine-tune of the top layers) touch only the top ``num_layers`` layers; the
 layers below are frozen, carry no adapter and no dropout, so their output is a fixed function of
-the tokens. `build_cached_split` runs them once
-before training (the token prefixes examples share, such as the system prompt with the tool
-schemas, once, through mlx-lm KV caches) and keeps each example's hidden state at the first trained
-layer. Each step then runs only the top layers on those states (`CachedLoss`), sharing the batch's
-common prefix across its rows, and takes the output head only where the loss mask is set: the same
-loss and gradients as `masked_loss` on the full model, for much less work.
+the tokens. `build_cached_split` runs them once before training (the token prefixes examples
+share, such as the system prompt with the tool schemas, once, through mlx-lm KV caches) and keeps
+each example's hidden state at the first trained layer. Each step then runs only the top layers
+on those states (`CachedLoss`), sharing the batch's common prefix across its rows, and takes the
+output head only where the loss mask is set: the same loss and gradients as `masked_loss` on the
+full model, for much less work.
 """
 
 from __future__ import annotations
