@@ -114,6 +114,7 @@ class _Converter:
     redactor: Redactor
     output_limit: int
     truncated: int = 0
+    retried: set[str] = field(default_factory=set)
 
     def tool_result(self, content: str) -> str:
         capped = cap_output(content, self.output_limit)
@@ -155,6 +156,7 @@ class _Converter:
                     )
         if messages[-1].role != "assistant" or messages[-1].tool_calls:
             raise _Dropped("no_final_answer")
+        messages = [self._unless_retried(m) for m in messages]
         try:
             return Conversation(
                 messages=messages,
@@ -171,6 +173,14 @@ class _Converter:
         except ValidationError as exc:
             raise _Dropped("invalid_record") from exc
 
+    def _unless_retried(self, message: Message) -> Message:
+        """An assistant turn whose call had to be made again (an unknown tool, arguments that
+        failed validation) stays as context, out of the loss: the model learns the retry, not
+        the mistake."""
+        if any(c.id in self.retried for c in message.tool_calls):
+            return message.model_copy(update={"training": False})
+        return message
+
     def _request_part(self, part: Any) -> list[Message]:
         if isinstance(part, SystemPromptPart):
             return []  # the system message is rebuilt once, first
@@ -178,6 +188,8 @@ class _Converter:
             content = part.content if isinstance(part.content, str) else str(part.content)
             return [Message(role="user", content=self.redactor.text(content))]
         if isinstance(part, ToolReturnPart):
+            if part.outcome == "retried":
+                self.retried.add(part.tool_call_id)
             content = part.model_response_str()
             if is_placeholder_result(content):
                 raise _Dropped("placeholder_result")
@@ -190,6 +202,8 @@ class _Converter:
                 )
             ]
         if isinstance(part, RetryPromptPart):
+            if part.tool_call_id:
+                self.retried.add(part.tool_call_id)
             content = self.redactor.text(part.model_response())
             if part.tool_name is None:
                 return [Message(role="user", content=content)]
@@ -247,8 +261,6 @@ def harvest_outcomes(
                 raise _Dropped(f"status_{outcome.status.value}")
             if verified is not None and outcome.run_id not in verified:
                 raise _Dropped("not_verified")
-            if any(not call.executed for call in outcome.tool_calls):
-                raise _Dropped("unexecuted_call")
             if any(
                 call.error is None and is_placeholder_result(call.result or "")
                 for call in outcome.tool_calls
@@ -256,6 +268,11 @@ def harvest_outcomes(
                 raise _Dropped("placeholder_result")
             converter = _Converter(redactor, output_limit)
             conversation = converter.conversation(outcome, repositories.get(outcome.run_id))
+            if any(
+                not call.executed and call.tool_call_id not in converter.retried
+                for call in outcome.tool_calls
+            ):
+                raise _Dropped("unexecuted_call")  # a guard stopped it: not a retry to learn
             if first_question(conversation) in exclude_questions:
                 raise _Dropped("question_already_in_training")
             key = _dedupe_key(conversation)

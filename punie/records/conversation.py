@@ -43,9 +43,16 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    training: bool = True
+    """False for an assistant turn kept as context but never a loss target: a failed call that
+    the next turn recovers from (axolotl's per-message `training` field)."""
 
     @model_validator(mode="after")
     def _fields_fit_role(self) -> Message:
+        if not self.training and self.role != "assistant":
+            raise ValueError(
+                f"only an assistant message can be left out of training, not {self.role}"
+            )
         if self.tool_calls and self.role != "assistant":
             raise ValueError(f"a {self.role} message cannot hold tool_calls")
         if self.role == "assistant" and not self.content.strip() and not self.tool_calls:
@@ -78,8 +85,8 @@ class Conversation(BaseModel):
 
     @model_validator(mode="after")
     def _well_formed(self) -> Conversation:
-        if not any(m.role == "assistant" for m in self.messages):
-            raise ValueError("a conversation needs at least one assistant message")
+        if not any(m.role == "assistant" and m.training for m in self.messages):
+            raise ValueError("a conversation needs at least one assistant message to train on")
         for i, m in enumerate(self.messages):
             if m.role == "system" and i != 0:
                 raise ValueError(f"message {i}: a system message may only come first")
@@ -112,7 +119,9 @@ class Conversation(BaseModel):
         return [t["function"]["name"] for t in self.tools]
 
     def to_openai(self) -> dict[str, Any]:
-        """The mlx-lm chat-format row: `{"messages": [...], "tools": [...]}`.
+        """The mlx-lm chat-format row: `{"messages": [...], "tools": [...]}`; an assistant turn
+        left out of training carries `"training": false` (Punie's trainer masks it; stock mlx-lm
+        and chat templates ignore the key).
 
         Tool-call arguments stay JSON objects: Qwen-style chat templates render them with
         `tojson`, so a string would be quoted twice.
@@ -120,6 +129,8 @@ class Conversation(BaseModel):
         messages: list[dict[str, Any]] = []
         for m in self.messages:
             out: dict[str, Any] = {"role": m.role, "content": m.content}
+            if not m.training:
+                out["training"] = False
             if m.tool_calls:
                 out["tool_calls"] = [
                     {

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import anyio as anyio_package
 import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from scripted_agent import run_scripted, tool_returns
 
 from punie.cli.data import generate as generate_command
 from punie.data.generate.phrasing import HELD_OUT, TRAIN
 from punie.data.generate.tasks import GeneratedTask, generate_tasks
+from punie.data.harvest import HarvestReport, harvest_outcomes
 from punie.evaluation.checks import check_call, check_executed
 from punie.records.conversation import read_conversations
 from punie.records.task import TaskSpec, read_tasks, write_tasks
@@ -30,7 +34,24 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[GeneratedT
     return tasks, time.perf_counter() - started
 
 
+def _agent_answer_to_unknown_tool(root: Path, name: str, arguments: dict, tmp: Path) -> str:
+    """What the real agent hands the model (as the harvest records it) after a call to `name`."""
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if not tool_returns(messages):
+            return ModelResponse(parts=[ToolCallPart(name, arguments)])
+        return ModelResponse(parts=[TextPart("done")])
+
+    traces = tmp / f"unknown-{time.perf_counter_ns()}.jsonl"
+    outcome = anyio_package.run(run_scripted, FunctionModel(model), "Where?", root, traces)
+    [conversation] = harvest_outcomes([outcome], HarvestReport(traces=[str(traces)]))
+    assert [m.training for m in conversation.messages if m.role == "assistant"] == [False, True]
+    return next(m.content for m in conversation.messages if m.role == "tool")
+
+
 def _fresh_result(root: Path, name: str, arguments: dict, scratch: Path) -> str:
+    if name not in {"grep", "read_file", "run_command", "write_file"}:
+        return _agent_answer_to_unknown_tool(root, name, arguments, scratch.parent)
     ws = Workspace(root)
     try:
         if name == "grep":
@@ -137,13 +158,30 @@ def test_the_source_tree_is_not_written_to(generated) -> None:
 
 
 def test_recovery_tasks_start_with_a_real_error_then_fix_the_call(generated) -> None:
+    """The failed first call is context, out of the loss; the fix and the answer are trained."""
     tasks, _ = generated
     recoveries = [t for t in tasks if t.task.category == "recovery"]
-    assert recoveries
+    kinds = {t.task.kind for t in recoveries}
+    assert kinds == {
+        "recovery_bad_regex",
+        "recovery_directory",
+        "recovery_unknown_tool",
+        "recovery_bare_command",
+    }
+    failed_first = ("Error: ", '{"error":"Unknown tool name: ', "exit code: 127\n")
     for t in recoveries:
-        tool_results = [m.content for m in t.conversation.messages if m.role == "tool"]
-        assert tool_results[0].startswith("Error: ")
-        assert not tool_results[-1].startswith("Error: ")
+        messages = t.conversation.messages
+        tool_results = [m.content for m in messages if m.role == "tool"]
+        assert tool_results[0].startswith(failed_first), (t.task.kind, tool_results[0])
+        assert not tool_results[-1].startswith(failed_first)
+        turns = [m for m in messages if m.role == "assistant"]
+        assert [m.training for m in turns] == [False, *([True] * (len(turns) - 1))]
+        row = t.conversation.to_openai()
+        assert [m.get("training", True) for m in row["messages"] if m["role"] == "assistant"] == [
+            m.training for m in turns
+        ]
+    others = [m for t in tasks if t.task.category != "recovery" for m in t.conversation.messages]
+    assert all(m.training for m in others)
 
 
 def test_same_seed_same_tasks_other_seed_other_tasks(tmp_path: Path) -> None:
@@ -238,6 +276,9 @@ def test_the_phrasing_set_words_every_question(tmp_path: Path) -> None:
     )
     train, _ = generate_tasks(PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path)
     assert all(HELD_OUT.matches(t.task.question) for t in held_out)
+    train_only = {"recovery_unknown_tool", "recovery_bare_command"}
+    assert train_only <= {t.task.kind for t in train}
+    assert not train_only & {t.task.kind for t in held_out}
     assert not any(TRAIN.matches(t.task.question) for t in held_out)
     assert all(TRAIN.matches(t.task.question) for t in train)
     assert not any(HELD_OUT.matches(t.task.question) for t in train)

@@ -159,3 +159,36 @@ def test_verified_harvest_names_the_task_repository_and_skips_known_questions(
     assert report.dropped["question_already_in_training"] == 1
     # big failed; square_again and placeholder have no result row
     assert report.dropped["not_verified"] == 3
+
+
+def _retrier(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """Reads with an argument the tool does not take, then reads properly, then answers."""
+    returns = tool_returns(messages)
+    if not returns:
+        bad = {"path": "pkg/shapes.py", "content": "x"}
+        return ModelResponse(parts=[ToolCallPart("read_file", bad, tool_call_id="bad")])
+    if len(returns) == 1:
+        good = {"path": "pkg/shapes.py"}
+        return ModelResponse(parts=[ToolCallPart("read_file", good, tool_call_id="good")])
+    return ModelResponse(parts=[TextPart("Square is on line 6.")])
+
+
+def test_a_retried_call_is_kept_as_context_out_of_the_loss(repo: Path, tmp_path: Path) -> None:
+    """The call pydantic-ai rejected (and the model then fixed) stays in the conversation with
+    `training` False, so the model learns the fix and not the mistake; the rest is trained."""
+    traces = tmp_path / "traces.jsonl"
+    outcome = _run(FunctionModel(_retrier), "Where is Square?", repo, traces)
+    assert [c.executed for c in outcome.tool_calls] == [False, True]
+    out = tmp_path / "harvest.jsonl"
+    report = harvest_traces(traces, out)
+    assert report.kept == 1, dict(report.dropped)
+    [conversation] = read_conversations(out)
+    turns = [m for m in conversation.messages if m.role == "assistant"]
+    assert [m.training for m in turns] == [False, True, True]
+    assert turns[0].tool_calls[0].arguments == {"path": "pkg/shapes.py", "content": "x"}
+    row = conversation.to_openai()
+    assert [m.get("training", True) for m in row["messages"] if m["role"] == "assistant"] == [
+        False,
+        True,
+        True,
+    ]

@@ -27,6 +27,9 @@ class Kind:
     category: TaskCategory
     candidates: list[Any]
     build: Builder
+    train_only: bool = False
+    """Kept out of held-out sets (a recovery from a mistake the model made in training runs:
+    a held-out task would just be its lookup again)."""
 
 
 def kinds(ctx: BuildContext) -> list[Kind]:
@@ -94,6 +97,20 @@ def kinds(ctx: BuildContext) -> list[Kind]:
         ),
         Kind("recovery_bad_regex", "recovery", functions, recovery.recover_bad_regex),
         Kind("recovery_directory", "recovery", small_folders, recovery.recover_directory),
+        Kind(
+            "recovery_unknown_tool",
+            "recovery",
+            [*functions, *classes],
+            recovery.recover_unknown_tool,
+            train_only=True,
+        ),
+        Kind(
+            "recovery_bare_command",
+            "recovery",
+            [*functions, *classes],
+            recovery.recover_bare_command,
+            train_only=True,
+        ),
     ]
 
 
@@ -105,7 +122,10 @@ def round_robin(
 ) -> Iterator[GeneratedTask]:
     """One task per kind in turn, each kind's candidates in seeded order, up to `limit`."""
     queues: list[tuple[Kind, Iterator[Any]]] = []
+    held_out = ctx.phrases.name == "held_out"
     for kind in kinds(ctx):
+        if held_out and kind.train_only:
+            continue
         order = list(kind.candidates)
         ctx.rng.shuffle(order)
         queues.append((kind, iter(order)))

@@ -52,7 +52,8 @@ def make_task(
     expect: Expectation,
     required_facts: Sequence[str],
 ) -> GeneratedTask:
-    """The conversation (the agent's prompt and tools, the real tool results) and the task spec."""
+    """The conversation (the agent's prompt and tools, the real tool results) and the task spec;
+    a step marked as a mistake stays in the conversation as context, out of the loss."""
     digest = hashlib.sha1(f"{origin.repo_name}\0{kind}\0{question}".encode()).hexdigest()[:10]
     task_id = f"{origin.repo_name}-{kind}-{digest}"
     messages = [
@@ -65,6 +66,7 @@ def make_task(
             Message(
                 role="assistant",
                 tool_calls=[ToolCall(id=call_id, name=step.name, arguments=step.arguments)],
+                training=not step.mistake,
             )
         )
         messages.append(

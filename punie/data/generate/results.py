@@ -50,6 +50,18 @@ def is_truncated(result: str) -> bool:
     return bool(_data(result).get("truncated"))
 
 
+COMMAND_NOT_FOUND = 127
+"""The shell's exit code for a command it cannot find."""
+
+
+def command_exit_code(result: str) -> int | None:
+    """A command's exit code (None when it was killed or the result is no command's)."""
+    if _kind(result) is not ResultKind.COMMAND:
+        return None
+    code = _data(result).get("exit_code")
+    return code if isinstance(code, int) else None
+
+
 def command_output(result: str) -> str | None:
     """The output of a command that exited 0, or None when it failed."""
     data = _data(result)

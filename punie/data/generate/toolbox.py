@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_ai.messages import ToolReturnPart
+
 from punie.data.generate.results import error_result
 from punie.errors import ToolError
+from punie.records.toolset import code_tool_schemas
 from punie.runtime.tools import Workspace, grep, read_file, run_command, write_file
+
+CODE_TOOL_NAMES = frozenset(t["function"]["name"] for t in code_tool_schemas())
 
 
 class Skip(Exception):
@@ -29,6 +34,9 @@ class Step:
     result: str
     """The tool's answer as the model sees it (a `ToolResult`: its kind and data ride along)."""
     error: bool = False
+    mistake: bool = False
+    """A call the model should not make, kept as the context of the recovery after it: its turn
+    carries no loss (`Message.training` False)."""
 
 
 class Toolbox:
@@ -59,6 +67,20 @@ class Toolbox:
         except ToolError as exc:
             return Step(name, arguments, error_result(str(exc), exc.kind), error=True)
         return Step(name, arguments, result)
+
+    def unknown_tool(self, name: str, arguments: dict[str, Any]) -> Step:
+        """A call to a tool that does not exist, answered with the text pydantic-ai's agent hands
+        the model (its unknown-tool retry, as the OpenAI request carries it)."""
+        if name in CODE_TOOL_NAMES:
+            raise ValueError(f"{name!r} is a real tool")
+        offered = ", ".join(repr(n) for n in sorted(CODE_TOOL_NAMES))
+        part = ToolReturnPart(
+            tool_name=name,
+            content=f"Unknown tool name: {name!r}. Available tools: {offered}",
+            tool_call_id="unknown",
+            outcome="retried",
+        )
+        return Step(name, arguments, part.model_response_str(), error=True)
 
     def ok(self, name: str, arguments: dict[str, Any], **kwargs: Any) -> Step:
         """Run one tool that must succeed; a failure skips the candidate."""

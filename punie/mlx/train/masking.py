@@ -123,16 +123,17 @@ def assistant_turn_spans(
     where: str = "row",
     full: Sequence[int] | None = None,
 ) -> tuple[list[int], list[tuple[int, int]]]:
-    """The whole rendering's tokens and, per assistant turn, its target span [start, end).
+    """The whole rendering's tokens and, per trained assistant turn, its target span [start, end).
 
     A span starts after the turn's role header (the generation prompt) and ends right after the
-    turn's last end-of-turn token; the template's separator after it is not a target.
+    turn's last end-of-turn token; the template's separator after it is not a target. A turn
+    marked `"training": false` (a failed call kept as context) has no span.
     """
     if full is None:
         full = render_tokens(tokenizer, messages, tools)
     spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
-        if message.get("role") != "assistant":
+        if not is_trained_turn(message):
             continue
         start = _checked_prefix(
             full,
@@ -159,12 +160,17 @@ def assistant_turn_spans(
     return list(full), spans
 
 
+def is_trained_turn(message: Mapping[str, Any]) -> bool:
+    """An assistant message not marked `"training": false`."""
+    return message.get("role") == "assistant" and message.get("training", True) is not False
+
+
 def answers_from_results(messages: Sequence[Mapping[str, Any]]) -> list[bool]:
-    """Per assistant message, in order: whether it answers from a tool result (it follows a
-    `tool` message and calls no tool)."""
+    """Per trained assistant message, in order: whether it answers from a tool result (it
+    follows a `tool` message and calls no tool)."""
     flags = []
     for i, message in enumerate(messages):
-        if message.get("role") != "assistant":
+        if not is_trained_turn(message):
             continue
         after_tool = i > 0 and messages[i - 1].get("role") == "tool"
         flags.append(after_tool and not message.get("tool_calls"))

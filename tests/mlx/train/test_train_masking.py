@@ -146,6 +146,38 @@ def test_answer_weight_weighs_only_answers_from_tool_results(hf_tokenizer, eot):
     assert packed[0].sum() == pytest.approx(sum(weights))
 
 
+def test_a_turn_left_out_of_training_is_context_only(hf_tokenizer, eot):
+    """A failed call marked `"training": false` renders as before but carries no loss; the
+    recovery call and the answer after it do, and the answer weight still finds the answer."""
+    bad = {"type": "function", "function": {"name": "find_x", "arguments": {"name": "x"}}}
+    good = {"type": "function", "function": {"name": "grep", "arguments": {"pattern": "x ="}}}
+    messages = [
+        {"role": "user", "content": "Where is x?"},
+        {"role": "assistant", "content": "", "tool_calls": [{**bad, "id": "1"}]},
+        {"role": "tool", "tool_call_id": "1", "content": '{"error":"Unknown tool name"}'},
+        {"role": "assistant", "content": "", "tool_calls": [{**good, "id": "2"}]},
+        {"role": "tool", "tool_call_id": "2", "content": "a.py:3: x = 1"},
+        {"role": "assistant", "content": "`x` is set in `a.py` at line 3."},
+    ]
+    trained = assistant_mask(hf_tokenizer, messages, [], eot)
+    masked = [dict(m) for m in messages]
+    masked[1]["training"] = False
+    example = assistant_mask(hf_tokenizer, masked, [], eot, answer_weight=2.0)
+    assert example.tokens == trained.tokens
+    targets = decoded_targets(hf_tokenizer, example.tokens, example.mask)
+    assert len(decoded_targets(hf_tokenizer, trained.tokens, trained.mask)) == 3
+    assert len(targets) == 2
+    assert not any("find_x" in t for t in targets)
+    assert "grep" in targets[0] and targets[1].startswith("`x` is set")
+    weights = example.loss_weights()
+    assert max(weights) == 2.0
+    answer = [t for t, w in zip(example.tokens, weights, strict=True) if w == 2.0]
+    assert hf_tokenizer.decode(answer) == "`x` is set in `a.py` at line 3.<|im_end|>"
+    only_context = [{**m, "training": False} if m["role"] == "assistant" else m for m in messages]
+    with pytest.raises(DataError, match="no assistant message to train on"):
+        assistant_mask(hf_tokenizer, only_context, [], eot)
+
+
 def test_per_turn_expansion_repeats_the_prefix(hf_tokenizer, eot):
     row = tool_conversation("pkg/a.py", "x = 1\n", "It sets x.")
     one = assistant_mask(hf_tokenizer, row["messages"], row["tools"], eot)

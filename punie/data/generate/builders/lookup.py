@@ -4,6 +4,8 @@ parameters."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from punie.data.generate.builders.context import (
     ANY_PY_GLOB,
@@ -15,9 +17,21 @@ from punie.data.generate.facts import Definition, ModuleImports
 from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import grep_file_mark, grep_hit_mark, grep_hits, is_truncated
 from punie.data.generate.toolbox import Skip, Step
+from punie.records.task import TaskCategory
 
 
-def find_function(ctx: BuildContext, d: Definition) -> GeneratedTask:
+@dataclass(frozen=True)
+class DefinitionLookup:
+    """The grep that finds where a definition lives: the question, the real call, the answer
+    and the patterns the evaluator accepts."""
+
+    question: str
+    step: Step
+    answer: str
+    accepted: list[str]
+
+
+def function_lookup(ctx: BuildContext, d: Definition) -> DefinitionLookup:
     question = ctx.ask("find_function", name=d.name)
     pattern = f"def {d.name}[(]"
     step = ctx.definition_grep(pattern, d)
@@ -34,10 +48,10 @@ def find_function(ctx: BuildContext, d: Definition) -> GeneratedTask:
         f"def {d.name}\\b",
         d.name,
     ]
-    return _definition_found(ctx, "find_function", d, question, step, answer, accepted)
+    return DefinitionLookup(question, step, answer, accepted)
 
 
-def find_class(ctx: BuildContext, d: Definition) -> GeneratedTask:
+def class_lookup(ctx: BuildContext, d: Definition) -> DefinitionLookup:
     question = ctx.ask("find_class", name=d.name)
     pattern = f"class {d.name}[(:]"
     step = ctx.definition_grep(pattern, d)
@@ -50,26 +64,43 @@ def find_class(ctx: BuildContext, d: Definition) -> GeneratedTask:
         f"^class {d.name}",
         d.name,
     ]
-    return _definition_found(ctx, "find_class", d, question, step, answer, accepted)
+    return DefinitionLookup(question, step, answer, accepted)
 
 
-def _definition_found(
+def find_function(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    return definition_found(ctx, "find_function", d, function_lookup(ctx, d))
+
+
+def find_class(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    return definition_found(ctx, "find_class", d, class_lookup(ctx, d))
+
+
+def definition_found(
     ctx: BuildContext,
     kind: str,
     d: Definition,
-    question: str,
-    step: Step,
-    answer: str,
-    accepted: list[str],
+    lookup: DefinitionLookup,
+    *,
+    category: TaskCategory = "single_tool",
+    before: Sequence[Step] = (),
 ) -> GeneratedTask:
-    """A one-grep task finding where `d` is defined: any `accepted` pattern, anywhere."""
+    """A task finding where `d` is defined: any accepted pattern, anywhere (after the steps
+    `before` it, if any)."""
     expect = Expectation(
         "grep",
-        {"pattern": accepted, "glob": ANY_PY_GLOB, "path": WHOLE_REPO},
+        {"pattern": lookup.accepted, "glob": ANY_PY_GLOB, "path": WHOLE_REPO},
         result_facts=(grep_hit_mark(d.path, d.line),),
     )
+    steps = [*before, lookup.step]
     return make_task(
-        ctx.origin, kind, "single_tool", question, [step], answer, expect, [d.path, str(d.line)]
+        ctx.origin,
+        kind,
+        category,
+        lookup.question,
+        steps,
+        lookup.answer,
+        expect,
+        [d.path, str(d.line)],
     )
 
 

@@ -1,21 +1,26 @@
-"""Recovery tasks: the first call fails for real (a bad regex, a folder read as a file), the
-second one fixes it."""
+"""Recovery tasks: the first call fails for real (a bad regex, a folder read as a file, a tool
+that does not exist, a bare word run as a command), the second one fixes it. The failed call is
+context, never a target: the model learns the recovery, not the mistake."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from punie.data.generate.builders.context import ANY_PY_GLOB, WHOLE_REPO, BuildContext, listing
+from punie.data.generate.builders.lookup import class_lookup, definition_found, function_lookup
 from punie.data.generate.facts import Definition
 from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import (
+    COMMAND_NOT_FOUND,
+    command_exit_code,
     command_output,
     grep_hit_mark,
     grep_hits,
     is_bad_regex_error,
     is_directory_error,
 )
-from punie.data.generate.toolbox import Skip
+from punie.data.generate.toolbox import Skip, Step
 
 
 def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
@@ -32,6 +37,7 @@ def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
     first = ctx.tools.call("grep", {"pattern": needle})
     if not (first.error and is_bad_regex_error(first.result)):
         raise Skip("expected_error_missing")
+    first = replace(first, mistake=True)
     fixed = f"{d.name}[(]"
     second = ctx.tools.ok("grep", {"pattern": fixed})
     if sorted(grep_hits(second.result)) != hits:
@@ -72,6 +78,7 @@ def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
     first = ctx.tools.call("read_file", {"path": folder})
     if not (first.error and is_directory_error(first.result)):
         raise Skip("expected_error_missing")
+    first = replace(first, mistake=True)
     second = ctx.tools.ok("run_command", {"command": f"ls {folder}"})
     output = command_output(second.result)
     if output is None or sorted(output.split()) != entries:
@@ -92,3 +99,27 @@ def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
         expect,
         entries,
     )
+
+
+def recover_unknown_tool(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    """A definition lookup whose first call names a tool that does not exist (the symbol, a
+    `find_` verb, the file: what small models invent), then the grep that finds it."""
+    name = ctx.rng.choice([d.name, f"find_{d.name.lower()}", d.path])
+    arguments = ctx.rng.choice([{"name": d.name}, {"path": d.path}, {"pattern": d.name}])
+    return _after_mistake(ctx, "recovery_unknown_tool", d, ctx.tools.unknown_tool(name, arguments))
+
+
+def recover_bare_command(ctx: BuildContext, d: Definition) -> GeneratedTask:
+    """A definition lookup whose first call runs the bare symbol as a shell command (exit 127),
+    then the grep that finds it."""
+    first = ctx.tools.call("run_command", {"command": d.name})
+    if first.error or command_exit_code(first.result) != COMMAND_NOT_FOUND:
+        raise Skip("expected_error_missing")
+    return _after_mistake(ctx, "recovery_bare_command", d, first)
+
+
+def _after_mistake(ctx: BuildContext, kind: str, d: Definition, mistake: Step) -> GeneratedTask:
+    """The definition lookup of `d`, with `mistake` (out of the loss) before its grep."""
+    lookup = class_lookup(ctx, d) if d.kind == "class" else function_lookup(ctx, d)
+    before = [replace(mistake, mistake=True)]
+    return definition_found(ctx, kind, d, lookup, category="recovery", before=before)
