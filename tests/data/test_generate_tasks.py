@@ -138,6 +138,35 @@ def test_definitions_are_really_where_the_answer_says(generated) -> None:
             assert name in at_line
 
 
+def test_constant_values_and_class_methods_match_the_source(generated) -> None:
+    """Read independently with `ast`: the constant's line binds the value the answer gives, and
+    a class's public methods are exactly the ones the answer lists."""
+    tasks, _ = generated
+    constants = [t for t in tasks if t.task.kind == "constant_value"]
+    methods = [t for t in tasks if t.task.kind == "find_then_read_methods"]
+    assert len(constants) >= 2 and len(methods) >= 5
+    for t in constants:
+        [value] = t.task.required_facts
+        [hit] = t.task.result_facts
+        path, line, _ = hit.split(":", 2)
+        [node] = ast.parse((Path(t.task.repo) / path).read_text().splitlines()[int(line) - 1]).body
+        assert isinstance(node, ast.Assign | ast.AnnAssign)
+        assert ast.literal_eval(node.value) == ast.literal_eval(value)
+        assert f"`{value}`" in t.conversation.messages[-1].content
+    for t in methods:
+        [hit] = t.task.result_facts
+        path, line, _ = hit.split(":", 2)
+        tree = ast.parse((Path(t.task.repo) / path).read_text())
+        [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.lineno == int(line)]
+        public = [
+            n.name
+            for n in cls.body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and not n.name.startswith("_")
+        ]
+        assert t.task.required_facts == public
+        assert all(f"`{m}`" in t.conversation.messages[-1].content for m in public)
+
+
 def test_line_counts_and_folder_counts_match_the_file_system(generated) -> None:
     tasks, _ = generated
     counted = [t for t in tasks if t.task.kind == "line_count"]

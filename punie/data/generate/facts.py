@@ -40,6 +40,17 @@ class Definition:
 
 
 @dataclass(frozen=True)
+class Constant:
+    """A module-level `NAME = <literal>` (an upper-case name bound to a short literal)."""
+
+    name: str
+    path: str
+    line: int
+    value: str
+    """The literal as the source spells it (`ast.unparse`)."""
+
+
+@dataclass(frozen=True)
 class ModuleImports:
     """The modules one file imports (as written: `os`, `collections.abc`, `.._core`)."""
 
@@ -56,6 +67,7 @@ class RepoFacts:
     text_files: list[str] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
     imports: list[ModuleImports] = field(default_factory=list)
+    constants: list[Constant] = field(default_factory=list)
     line_counts: dict[str, int] = field(default_factory=dict)
     """Newline count per text file, as `wc -l` reports it."""
     folders: list[str] = field(default_factory=list)
@@ -79,6 +91,17 @@ class RepoFacts:
                     if name.isidentifier():
                         grouped[name].append(d)
         return grouped
+
+    def methods_of(self, cls: Definition) -> list[Definition]:
+        """The methods defined in the body of class `cls`, in source order."""
+        return [
+            d
+            for d in self.definitions
+            if d.kind == "method"
+            and d.owner == cls.name
+            and d.path == cls.path
+            and cls.line < d.line <= cls.end_line
+        ]
 
     def read_text(self, rel: str) -> str:
         return self.texts[rel]
@@ -139,8 +162,35 @@ def _definition(
     )
 
 
-def _file_facts(rel: str, tree: ast.Module) -> tuple[list[Definition], ModuleImports]:
+_CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
+_MAX_CONSTANT_CHARS = 40
+
+
+def _constant(rel: str, node: ast.stmt) -> Constant | None:
+    """`NAME = literal` (or `NAME: type = literal`) at module level, else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target, value = node.targets[0], node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        target, value = node.target, node.value
+    else:
+        return None
+    if not (isinstance(target, ast.Name) and _CONSTANT_NAME.match(target.id)):
+        return None
+    if not isinstance(value, ast.Constant) or not isinstance(value.value, int | float | str):
+        return None
+    if node.lineno != node.end_lineno:
+        return None
+    text = ast.unparse(value)
+    if len(text) > _MAX_CONSTANT_CHARS or "\n" in text:
+        return None
+    return Constant(name=target.id, path=rel, line=node.lineno, value=text)
+
+
+def _file_facts(
+    rel: str, tree: ast.Module
+) -> tuple[list[Definition], ModuleImports, list[Constant]]:
     definitions: list[Definition] = []
+    constants = [c for node in tree.body if (c := _constant(rel, node)) is not None]
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             bases = tuple(ast.unparse(b) for b in node.bases)
@@ -159,7 +209,7 @@ def _file_facts(rel: str, tree: ast.Module) -> tuple[list[Definition], ModuleImp
         elif isinstance(node, ast.ImportFrom):
             modules.append("." * node.level + (node.module or ""))
     unique = tuple(dict.fromkeys(m for m in modules if m.strip(".")))
-    return definitions, ModuleImports(path=rel, modules=unique)
+    return definitions, ModuleImports(path=rel, modules=unique), constants
 
 
 def scan_repository(root: Path) -> RepoFacts:
@@ -193,9 +243,10 @@ def scan_repository(root: Path) -> RepoFacts:
             except (SyntaxError, ValueError) as exc:
                 log.info("python_file_skipped", path=rel, reason=str(exc))
                 continue
-            definitions, imports = _file_facts(rel, tree)
+            definitions, imports, constants = _file_facts(rel, tree)
             facts.definitions += definitions
             facts.imports.append(imports)
+            facts.constants += constants
     if not facts.python_files:
         raise DataError(
             f"repository {str(root)!r} holds no Python files: point --repo at a Python source tree"

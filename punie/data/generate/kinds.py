@@ -3,6 +3,7 @@ builder, and the seeded round-robin over them."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,9 @@ class Kind:
     candidates: list[Any]
     build: Builder
     train_only: bool = False
-    """Kept out of held-out sets (a recovery from a mistake the model made in training runs:
-    a held-out task would just be its lookup again)."""
+    """Kept out of held-out sets: kinds added after the held-out set was fixed (so every recipe
+    is measured on the same tasks), and recoveries from a model's own mistake (held out, such a
+    task is its lookup again)."""
 
 
 def kinds(ctx: BuildContext) -> list[Kind]:
@@ -56,6 +58,10 @@ def kinds(ctx: BuildContext) -> list[Kind]:
     sized = [p for p in f.python_files if f.line_counts.get(p, 0) >= 8]
     importing = [m for m in f.imports if 1 <= len(m.modules) <= 12]
     writes = list(range(len(files.WRITE_PATHS)))
+    constant_names = Counter(c.name for c in f.constants)
+    constants = sorted(
+        (c for c in f.constants if constant_names[c.name] == 1), key=lambda c: (c.path, c.line)
+    )
     return [
         Kind("find_function", "single_tool", functions, lookup.find_function),
         Kind("find_class", "single_tool", classes, lookup.find_class),
@@ -97,6 +103,14 @@ def kinds(ctx: BuildContext) -> list[Kind]:
         ),
         Kind("recovery_bad_regex", "recovery", functions, recovery.recover_bad_regex),
         Kind("recovery_directory", "recovery", small_folders, recovery.recover_directory),
+        Kind("constant_value", "single_tool", constants, lookup.constant_value, train_only=True),
+        Kind(
+            "find_then_read_methods",
+            "multi_step",
+            classes,
+            multi_step.find_then_methods,
+            train_only=True,
+        ),
         Kind(
             "recovery_unknown_tool",
             "recovery",

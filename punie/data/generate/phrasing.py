@@ -143,6 +143,22 @@ TRAIN = Phrasebook(
             "Search for the class {name} and read its definition: what does the docstring say?",
             "Read the docstring of `{name}` and summarise what the class does.",
         ),
+        "find_then_methods": (
+            "Which public methods does the class `{name}` have?",
+            "Find class {name}, read it and list its public methods.",
+            "List the methods of `{name}` (skip the private ones).",
+            "what can I call on a {name}? list its public methods",
+            "Search for class `{name}`, then read it: which public methods does it define?",
+            "I need an overview of `{name}`: find it and name its public methods.",
+        ),
+        "constant_value": (
+            "What is the value of `{name}`?",
+            "Which value is the constant {name} set to?",
+            "Find where `{name}` is set and tell me its value.",
+            "what's {name} set to in this repo?",
+            "Look for the constant `{name}`: what does it hold?",
+            "Tell me the value of the module constant {name}.",
+        ),
         "line_count": (
             "How many lines does `{path}` have?",
             "Count the lines of {path}.",
@@ -296,6 +312,14 @@ HELD_OUT = Phrasebook(
         "find_then_docstring": (
             "Look up class `{name}` and quote the first line of its docstring.",
             "Track down class {name} and tell me what its docstring says it does.",
+        ),
+        "find_then_methods": (
+            "Locate class `{name}` and go through its body: name every public method.",
+            "Track down {name} and enumerate the methods it exposes publicly.",
+        ),
+        "constant_value": (
+            "I need the setting `{name}`: what is it assigned?",
+            "Report what the module-level constant {name} equals.",
         ),
         "line_count": ("Tell me the number of lines in `{path}`.", "How long is {path}, in lines?"),
         "count_python_root": (

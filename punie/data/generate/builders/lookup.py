@@ -13,7 +13,7 @@ from punie.data.generate.builders.context import (
     BuildContext,
     listing,
 )
-from punie.data.generate.facts import Definition, ModuleImports
+from punie.data.generate.facts import Constant, Definition, ModuleImports
 from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import grep_file_mark, grep_hit_mark, grep_hits, is_truncated
 from punie.data.generate.toolbox import Skip, Step
@@ -209,4 +209,35 @@ def parameters(ctx: BuildContext, d: Definition) -> GeneratedTask:
     )
     return make_task(
         ctx.origin, "parameters", "single_tool", question, [step], answer, expect, list(d.params)
+    )
+
+
+def constant_value(ctx: BuildContext, c: Constant) -> GeneratedTask:
+    """The value of a module-level constant, read off the grep line that sets it."""
+    question = ctx.ask("constant_value", name=c.name)
+    arguments: dict[str, object] = {"pattern": f"^{c.name} *[:=]"}
+    if ctx.rng.random() < 0.5:
+        arguments["glob"] = "*.py"
+    step = ctx.tools.ok("grep", arguments)
+    if grep_hits(step.result) != [(c.path, c.line)] or c.value not in step.result:
+        raise Skip("grep_disagrees_with_ast")
+    answer = f"`{c.name}` is `{c.value}`; it is set in `{c.path}` at line {c.line}."
+    expect = Expectation(
+        "grep",
+        {
+            "pattern": [
+                arguments["pattern"],
+                f"^{c.name} =",
+                f"^{c.name}",
+                f"{c.name} =",
+                f"{c.name} *=",
+                c.name,
+            ],
+            "glob": ANY_PY_GLOB,
+            "path": WHOLE_REPO,
+        },
+        result_facts=(grep_hit_mark(c.path, c.line),),
+    )
+    return make_task(
+        ctx.origin, "constant_value", "single_tool", question, [step], answer, expect, [c.value]
     )
