@@ -4,12 +4,11 @@ batched, prefix-cached generation against plain greedy generation of the whole p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import platformdirs as platformdirs_package
 import pytest
+from check_scripts import run_check_script
 
 from punie.data.generate.tasks import generate_tasks
 from punie.evaluation.turns import (
@@ -104,23 +103,15 @@ def test_batched_prefix_cached_turns_equal_plain_greedy_generation(generated, tm
     """The shared-prefix cache and batching change nothing: each reply is what greedy generation
     of the whole prompt writes. Both run in a child with the fast BLAS, as the probe does (in
     pytest's own process MLX has the wheel's reference BLAS, 30x slower)."""
-    from punie.mlx.blas import child_env, choose_blas
     from punie.mlx.embedded import embedded_model_dir
 
     cases = _cases(generated, "find_then_read_parameters") + _cases(generated, "find_class")
     prompts = [{"messages": c.messages, "tools": c.tools} for c in cases]
     prompts_file = tmp_path / "prompts.json"
     prompts_file.write_text(json.dumps(prompts), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(CHECK), str(embedded_model_dir()), str(prompts_file), "40"],
-        env=child_env(choose_blas()),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
+    report = run_check_script(
+        CHECK, str(embedded_model_dir()), str(prompts_file), "40", timeout=600
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report["batched"]) == len(cases) == len(report["plain"])
     assert any(p["text"] for p in report["plain"])  # it generated something to compare
     for batched, plain in zip(report["batched"], report["plain"], strict=True):

@@ -4,14 +4,11 @@ run whose saved adapter mlx-lm loads with the loss the run reported."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from check_scripts import run_check_script
 from conftest import plain_chat, tool_conversation, write_split
-
-from punie.mlx.blas import child_env, choose_blas
 
 CHECK = Path(__file__).with_name("frozen_cache_check.py")
 
@@ -29,16 +26,8 @@ def run_check(
 ) -> dict:
     rows_file = tmp_path / "rows.json"
     rows_file.write_text(json.dumps(rows), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(CHECK), str(model_dir), str(layers), str(rows_file), fine_tune_type],
-        env=child_env(choose_blas()),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = (str(model_dir), str(layers), str(rows_file), fine_tune_type)
+    return run_check_script(CHECK, *args, timeout=300)
 
 
 @pytest.mark.slow
