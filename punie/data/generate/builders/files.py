@@ -3,6 +3,8 @@ writing a new file."""
 
 from __future__ import annotations
 
+import shlex
+
 from punie.data.generate.builders.context import BuildContext, listing
 from punie.data.generate.record import Expectation, GeneratedTask, make_task
 from punie.data.generate.results import command_output
@@ -53,13 +55,14 @@ def read_lines(ctx: BuildContext, path: str) -> GeneratedTask:
 def line_count(ctx: BuildContext, path: str) -> GeneratedTask:
     n = ctx.facts.line_counts[path]
     question = ctx.ask("line_count", path=path)
-    step = ctx.tools.ok("run_command", {"command": f"wc -l {path}"})
+    q = shlex.quote(path)
+    step = ctx.tools.ok("run_command", {"command": f"wc -l {q}"})
     if (command_output(step.result) or "").strip() != f"{n} {path}":
         raise Skip("command_disagrees_with_file")
     answer = f"`{path}` has {n} lines."
     expect = Expectation(
         "run_command",
-        {"command": [f"wc -l {path}", f"wc -l < {path}", f"cat {path} | wc -l"]},
+        {"command": [f"wc -l {q}", f"wc -l < {q}", f"cat {q} | wc -l"]},
         result_facts=(str(n),),
     )
     return make_task(
@@ -78,7 +81,8 @@ def count_python_files(ctx: BuildContext, folder: str) -> GeneratedTask:
         answer = f"`{folder}` holds {n} Python files, subfolders included."
     if n == 0:
         raise Skip("no_python_files")
-    step = ctx.tools.ok("run_command", {"command": f"find {folder} -name '*.py' | wc -l"})
+    q = shlex.quote(folder)
+    step = ctx.tools.ok("run_command", {"command": f"find {q} -name '*.py' | wc -l"})
     output = command_output(step.result)
     if output is None or output.strip().split("\n")[-1].strip() != str(n):
         raise Skip("command_disagrees_with_files")
@@ -92,7 +96,8 @@ def list_folder(ctx: BuildContext, folder: str) -> GeneratedTask:
     entries = ctx.ls(folder)
     where = "the repository root" if folder == "." else f"`{folder}`"
     question = ctx.ask("list_folder", where=where)
-    step = ctx.tools.ok("run_command", {"command": "ls" if folder == "." else f"ls {folder}"})
+    command = "ls" if folder == "." else f"ls {shlex.quote(folder)}"
+    step = ctx.tools.ok("run_command", {"command": command})
     output = command_output(step.result)
     if output is None or sorted(output.split()) != entries:
         raise Skip("command_disagrees_with_files")

@@ -5,6 +5,7 @@ context, never a target: the model learns the recovery, not the mistake."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import replace
 
 from punie.data.generate.builders.context import ANY_PY_GLOB, WHOLE_REPO, BuildContext, listing
@@ -79,14 +80,15 @@ def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
     if not (first.error and is_directory_error(first.result)):
         raise Skip("expected_error_missing")
     first = replace(first, mistake=True)
-    second = ctx.tools.ok("run_command", {"command": f"ls {folder}"})
+    q = shlex.quote(folder)
+    second = ctx.tools.ok("run_command", {"command": f"ls {q}"})
     output = command_output(second.result)
     if output is None or sorted(output.split()) != entries:
         raise Skip("command_disagrees_with_files")
     answer = f"`{folder}` is a folder; it holds {len(entries)} entries: {listing(entries)}."
     expect = Expectation(
         "run_command",
-        {"command": [f"ls {folder}", f"ls {folder}/", f"ls -la {folder}"]},
+        {"command": [f"ls {q}", f"ls {q}/", f"ls -la {q}"]},
         result_facts=tuple(entries),
     )
     return make_task(
@@ -112,7 +114,7 @@ def recover_unknown_tool(ctx: BuildContext, d: Definition) -> GeneratedTask:
 def recover_bare_command(ctx: BuildContext, d: Definition) -> GeneratedTask:
     """A definition lookup whose first call runs the bare symbol as a shell command (exit 127),
     then the grep that finds it."""
-    first = ctx.tools.call("run_command", {"command": d.name})
+    first = ctx.tools.call("run_command", {"command": shlex.quote(d.name)})
     if first.error or command_exit_code(first.result) != COMMAND_NOT_FOUND:
         raise Skip("expected_error_missing")
     return _after_mistake(ctx, "recovery_bare_command", d, first)
