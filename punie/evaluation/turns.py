@@ -240,6 +240,7 @@ def generate_turns(
     from punie.mlx.chat_template import TOOLS_CHAT_TEMPLATE
     from punie.mlx.train.frozen_cache import common_prefix
     from punie.mlx.train.masking import end_of_turn_ids
+    from punie.progress import progress, stderr_console
     from punie.records.profile import resolve_profile
 
     lm, tokenizer = load(model, adapter_path=adapter)
@@ -282,13 +283,15 @@ def generate_turns(
     insert(IN_FLIGHT)
     tokens: dict[int, list[int]] = defaultdict(list)
     ended: dict[int, bool] = {}
-    while responses := generator.next_generated():
-        for r in responses:
-            if r.finish_reason != "stop":
-                tokens[r.uid].append(r.token)
-            if r.finish_reason is not None:
-                ended[r.uid] = r.finish_reason == "stop"
-                insert(1)
+    with progress("turn probe", len(encoded), unit="turns", console=stderr_console()) as bar:
+        while responses := generator.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":
+                    tokens[r.uid].append(r.token)
+                if r.finish_reason is not None:
+                    ended[r.uid] = r.finish_reason == "stop"
+                    bar.advance()
+                    insert(1)
     generator.close()
     uids = [uid_of[i] for i in range(len(encoded))]
     return [{"text": tokenizer.decode(tokens[u]), "ended": ended.get(u, False)} for u in uids]
