@@ -190,15 +190,17 @@ def test_recovery_tasks_start_with_a_real_error_then_fix_the_call(generated) -> 
     """The failed first call is context, out of the loss; the fix and the answer are trained."""
     tasks, _ = generated
     recoveries = [t for t in tasks if t.task.category == "recovery"]
-    kinds = {t.task.kind for t in recoveries}
-    assert kinds == {
+    from_mistakes = {
         "recovery_bad_regex",
         "recovery_directory",
         "recovery_unknown_tool",
         "recovery_bare_command",
     }
+    assert {t.task.kind for t in recoveries} == {*from_mistakes, "recovery_near_miss_path"}
     failed_first = ("Error: ", '{"error":"Unknown tool name: ', "exit code: 127\n")
     for t in recoveries:
+        if t.task.kind not in from_mistakes:
+            continue
         messages = t.conversation.messages
         tool_results = [m.content for m in messages if m.role == "tool"]
         assert tool_results[0].startswith(failed_first), (t.task.kind, tool_results[0])
@@ -209,8 +211,25 @@ def test_recovery_tasks_start_with_a_real_error_then_fix_the_call(generated) -> 
         assert [m.get("training", True) for m in row["messages"] if m["role"] == "assistant"] == [
             m.training for m in turns
         ]
-    others = [m for t in tasks if t.task.category != "recovery" for m in t.conversation.messages]
+    others = [m for t in tasks if t.task.kind not in from_mistakes for m in t.conversation.messages]
     assert all(m.training for m in others)
+
+
+def test_a_near_miss_path_is_read_then_looked_for_then_answered(generated) -> None:
+    """The read of the misspelt path is what the user asked (trained), its error is real, the
+    folder listing shows the real file, and the classes the answer names are really in it."""
+    tasks, _ = generated
+    near = [t for t in tasks if t.task.kind == "recovery_near_miss_path"]
+    assert len(near) >= 5
+    for t in near:
+        messages = t.conversation.messages
+        calls = [m.tool_calls[0] for m in messages if m.tool_calls]
+        assert [c.name for c in calls] == ["read_file", "run_command", "grep"]
+        assert all(m.training for m in messages)
+        missing, real = calls[0].arguments["path"], calls[2].arguments["path"]
+        assert not (Path(t.task.repo) / missing).exists() and (Path(t.task.repo) / real).is_file()
+        tree = ast.parse((Path(t.task.repo) / real).read_text())
+        assert t.task.required_facts == [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
 
 
 def test_same_seed_same_tasks_other_seed_other_tasks(tmp_path: Path) -> None:
@@ -258,21 +277,21 @@ def test_generate_command_on_a_small_repository(repo: Path, tmp_path: Path) -> N
 
 
 def test_every_reference_call_is_right_by_the_strict_and_the_executed_verdict(generated) -> None:
-    """The call each conversation makes (for recovery, the call after the error) is one its own
-    task accepts, and its real result holds the task's result facts."""
+    """The first call each conversation trains on (for a recovery from a mistake, the call after
+    the error) is one its own task accepts, and its real result holds the task's result facts."""
     tasks, _ = generated
     schemas = tool_parameters()
     with_facts = 0
     for t in tasks:
         if t.task.expected_tool is None:
             continue
-        steps = [
+        call, result = next(
             (call, messages[index + 1].content)
             for messages in [t.conversation.messages]
             for index, m in enumerate(messages)
+            if m.training
             for call in m.tool_calls
-        ]
-        call, result = steps[1] if t.task.category == "recovery" else steps[0]
+        )
         strict = check_call(
             call.name,
             call.arguments,

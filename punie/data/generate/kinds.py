@@ -119,6 +119,13 @@ def kinds(ctx: BuildContext) -> list[Kind]:
             train_only=True,
         ),
         Kind(
+            "recovery_near_miss_path",
+            "recovery",
+            sorted(f.python_files),
+            recovery.near_miss_path,
+            train_only=True,
+        ),
+        Kind(
             "recovery_bare_command",
             "recovery",
             [*functions, *classes],

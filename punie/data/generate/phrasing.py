@@ -244,6 +244,13 @@ TRAIN = Phrasebook(
             "cat {folder}",
             "Show me the contents of the file `{folder}`.",
         ),
+        "near_miss_path": (
+            "Read {path} and tell me which classes it defines.",
+            "Which classes are in `{path}`?",
+            "Open `{path}`: what classes does it declare?",
+            "list the classes defined in {path}",
+            "Look at {path} and name its classes.",
+        ),
     },
     vague=(
         ("Read lines 10 to 20.", "Which file should I read lines 10 to 20 from?"),
@@ -349,6 +356,10 @@ HELD_OUT = Phrasebook(
             "Search for the call {call}) across the code.",
         ),
         "read_folder": ("Display the file `{folder}`.", "Print {folder} for me."),
+        "near_miss_path": (
+            "Go through {path} and report every class declared in it.",
+            "Name the classes that `{path}` contains.",
+        ),
     },
     vague=(
         ("Update the docs.", "Which docs should I update, and what should change in them?"),

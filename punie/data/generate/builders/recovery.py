@@ -20,6 +20,7 @@ from punie.data.generate.results import (
     grep_hits,
     is_bad_regex_error,
     is_directory_error,
+    is_missing_file_error,
 )
 from punie.data.generate.toolbox import Skip, Step
 
@@ -125,3 +126,41 @@ def _after_mistake(ctx: BuildContext, kind: str, d: Definition, mistake: Step) -
     lookup = class_lookup(ctx, d) if d.kind == "class" else function_lookup(ctx, d)
     before = [replace(mistake, mistake=True)]
     return definition_found(ctx, kind, d, lookup, category="recovery", before=before)
+
+
+def near_miss_path(ctx: BuildContext, path: str) -> GeneratedTask:
+    """The user names a file one letter off (`loan.py` for `loans.py`): the read fails, a look
+    at the folder finds the real file, and a grep of it answers which classes it defines."""
+    folder, _, name = path.rpartition("/")
+    stem = name.removesuffix(".py")
+    near_stem = stem[:-1] if stem.endswith("s") and len(stem) > 3 else f"{stem}s"
+    near = f"{folder}/{near_stem}.py" if folder else f"{near_stem}.py"
+    if (ctx.facts.root / near).exists():
+        raise Skip("near_name_exists")
+    classes = [d for d in ctx.facts.definitions if d.kind == "class" and d.path == path]
+    if not 1 <= len(classes) <= 5:
+        raise Skip("too_many_or_no_classes")
+    question = ctx.ask("near_miss_path", path=near)
+    first = ctx.tools.call("read_file", {"path": near})
+    if not (first.error and is_missing_file_error(first.result)):
+        raise Skip("expected_error_missing")
+    second = ctx.tools.ok(
+        "run_command", {"command": f"ls {shlex.quote(folder)}" if folder else "ls"}
+    )
+    listed = command_output(second.result)
+    if listed is None or name not in listed.split():
+        raise Skip("command_disagrees_with_files")
+    third = ctx.tools.ok("grep", {"pattern": "^class ", "path": path})
+    if grep_hits(third.result) != [(d.path, d.line) for d in classes]:
+        raise Skip("grep_disagrees_with_ast")
+    names = [d.name for d in classes]
+    noun = "class" if len(names) == 1 else "classes"
+    answer = (
+        f"There is no `{near}`; the folder holds `{path}`, which defines "
+        f"{len(names)} {noun}: {listing(names)}."
+    )
+    expect = Expectation("read_file", {"path": [near, f"./{near}"]})
+    steps = [first, second, third]
+    return make_task(
+        ctx.origin, "recovery_near_miss_path", "recovery", question, steps, answer, expect, names
+    )
