@@ -94,9 +94,8 @@ class DemoConfig:
 def full_config() -> DemoConfig:
     """The longer named recipe (`punie demo --full`): twice the generated training tasks, the
     whole held-out set (180 tasks plus the fixture suite) and 300 LoRA steps, in its own work
-    folder. With `balance: over` all 440 tasks reach training. By the stage rates measured on a
-    2-core CPU (frozen-layer cache ~1 s a row, ~6 s a step, base and tuned together ~17 tasks
-    a minute) about 65 minutes; not yet run end to end."""
+    folder. With `balance: over` all 440 tasks reach training. Measured end to end on a 2-core
+    AMD EPYC: 68.9 minutes (cache 11.3, 300 steps 27.1, base and tuned on 202 tasks 29.9)."""
     return DemoConfig(
         workdir=platformdirs.user_data_path("punie") / "demo-full",
         train_tasks=440,
