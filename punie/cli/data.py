@@ -100,6 +100,13 @@ def generate(
         str,
         typer.Option("--phrasing", help="Question wording: train, or held_out for eval tasks."),
     ] = "train",
+    extended_kinds: Annotated[
+        bool,
+        typer.Option(
+            "--extended-kinds",
+            help="Add the extended kinds (constants, class methods, recoveries); never held out.",
+        ),
+    ] = False,
 ) -> None:
     """Build grounded code tasks from a real repository, running the real tools."""
     from punie.data.generate.tasks import generate_to_files
@@ -118,6 +125,7 @@ def generate(
             snapshot_dir=snapshot_dir,
             phrasing=phrasing,
             on_task=advance,
+            extended_kinds=extended_kinds,
         )
     from punie.cli.tables import generation_table
 

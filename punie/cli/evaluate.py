@@ -190,7 +190,7 @@ _EVAL_PACKAGE = typer.Option(None, "--eval-package")
 _FULL = typer.Option(
     False,
     "--full",
-    help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~65 min).",
+    help="The longer recipe: 440 training tasks, 300 steps, all 180 held-out tasks (~70 min).",
 )
 _BALANCE = typer.Option(
     None, "--balance", help="How the mix keeps 70/30: over (repeat public rows) or down."
@@ -202,6 +202,11 @@ _FINE_TUNE = typer.Option(
 )
 _ANSWER_WEIGHT = typer.Option(
     None, "--answer-weight", help="Loss weight of answers from tool results (default 1)."
+)
+_EXTENDED = typer.Option(
+    False,
+    "--extended-kinds",
+    help="Also train on the extended task kinds (constants, class methods, more recoveries).",
 )
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
@@ -227,6 +232,7 @@ def demo_command(
     fine_tune_type: str | None = _FINE_TUNE,
     answer_weight: float | None = _ANSWER_WEIGHT,
     frequency_penalty: float | None = _PENALTY,
+    extended_kinds: bool = _EXTENDED,
     data_only: bool = _DATA_ONLY,
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
@@ -239,6 +245,7 @@ def demo_command(
         "fine_tune_type": fine_tune_type,
         "answer_weight": answer_weight,
         "eval_frequency_penalty": frequency_penalty,
+        "extended_kinds": extended_kinds or None,
     }
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,

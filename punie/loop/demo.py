@@ -56,6 +56,8 @@ class DemoConfig:
     """One package instead of the plan's held-out packages (`--eval-package`)."""
     train_tasks: int = 220
     """Shared out over the train packages."""
+    extended_kinds: bool = False
+    """Also generate the extended kinds for training (`Kind.extended`; `--extended-kinds`)."""
     valid_tasks: int = 24
     eval_tasks: int | None = 16
     """How many of the full held-out set the demo evaluates (None: all of it)."""
@@ -135,11 +137,14 @@ def build_data(stages: Stages, config: DemoConfig, model_dir: Path) -> dict[str,
                 seed=config.seed,
                 snapshot_dir=folder / "repos",
                 phrasing=phrasing,
+                extended_kinds=config.extended_kinds,
             )
             return {"report": as_json(report), "folder": str(folder)}
 
         inputs = {"limit": limit, "seed": config.seed, "phrasing": phrasing,
                   "code": code_digest(*GENERATOR_CODE)}  # fmt: skip
+        if config.extended_kinds and phrasing != "held_out":
+            inputs["extended_kinds"] = True
         return stages.run(f"tasks-{package}", inputs, build)
 
     def generate_split(split: Any, total: int) -> list[dict[str, Any]]:

@@ -30,7 +30,9 @@ PACKAGE = Path(anyio_package.__file__).parent
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[GeneratedTask], float]:
     snapshots = tmp_path_factory.mktemp("snapshots")
     started = time.perf_counter()
-    tasks, _ = generate_tasks(PACKAGE, limit=300, seed=7, snapshot_dir=snapshots)
+    tasks, _ = generate_tasks(
+        PACKAGE, limit=300, seed=7, snapshot_dir=snapshots, extended_kinds=True
+    )
     return tasks, time.perf_counter() - started
 
 
@@ -323,10 +325,24 @@ def test_the_phrasing_set_words_every_question(tmp_path: Path) -> None:
         PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path, phrasing="held_out"
     )
     train, _ = generate_tasks(PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path)
+    extended, _ = generate_tasks(
+        PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path, extended_kinds=True
+    )
+    held_out_asked, _ = generate_tasks(
+        PACKAGE, limit=60, seed=7, snapshot_dir=tmp_path, phrasing="held_out", extended_kinds=True
+    )
     assert all(HELD_OUT.matches(t.task.question) for t in held_out)
-    train_only = {"recovery_unknown_tool", "recovery_bare_command"}
-    assert train_only <= {t.task.kind for t in train}
-    assert not train_only & {t.task.kind for t in held_out}
+    extended_kinds = {
+        "constant_value",
+        "find_then_read_methods",
+        "recovery_unknown_tool",
+        "recovery_near_miss_path",
+        "recovery_bare_command",
+    }
+    assert extended_kinds <= {t.task.kind for t in extended}
+    assert not extended_kinds & {t.task.kind for t in train}
+    # The held-out set never changes: the extended kinds are not held out even when asked for.
+    assert [t.task.id for t in held_out_asked] == [t.task.id for t in held_out]
     assert not any(TRAIN.matches(t.task.question) for t in held_out)
     assert all(TRAIN.matches(t.task.question) for t in train)
     assert not any(HELD_OUT.matches(t.task.question) for t in train)

@@ -28,10 +28,11 @@ class Kind:
     category: TaskCategory
     candidates: list[Any]
     build: Builder
-    train_only: bool = False
-    """Kept out of held-out sets: kinds added after the held-out set was fixed (so every recipe
-    is measured on the same tasks), and recoveries from a model's own mistake (held out, such a
-    task is its lookup again)."""
+    extended: bool = False
+    """One of the extended kinds (constant values, a class's methods, recoveries from an invented
+    tool, a bare command or a near-miss path): generated only when asked for, and never held out
+    (the held-out set stays the one every recipe was measured on; a recovery from a model's own
+    mistake, held out, is its lookup again)."""
 
 
 def kinds(ctx: BuildContext) -> list[Kind]:
@@ -103,34 +104,34 @@ def kinds(ctx: BuildContext) -> list[Kind]:
         ),
         Kind("recovery_bad_regex", "recovery", functions, recovery.recover_bad_regex),
         Kind("recovery_directory", "recovery", small_folders, recovery.recover_directory),
-        Kind("constant_value", "single_tool", constants, lookup.constant_value, train_only=True),
+        Kind("constant_value", "single_tool", constants, lookup.constant_value, extended=True),
         Kind(
             "find_then_read_methods",
             "multi_step",
             classes,
             multi_step.find_then_methods,
-            train_only=True,
+            extended=True,
         ),
         Kind(
             "recovery_unknown_tool",
             "recovery",
             [*functions, *classes],
             recovery.recover_unknown_tool,
-            train_only=True,
+            extended=True,
         ),
         Kind(
             "recovery_near_miss_path",
             "recovery",
             sorted(f.python_files),
             recovery.near_miss_path,
-            train_only=True,
+            extended=True,
         ),
         Kind(
             "recovery_bare_command",
             "recovery",
             [*functions, *classes],
             recovery.recover_bare_command,
-            train_only=True,
+            extended=True,
         ),
     ]
 
@@ -140,12 +141,15 @@ def round_robin(
     limit: int,
     report: GenerationReport,
     on_task: Callable[[], None] | None = None,
+    *,
+    extended: bool = False,
 ) -> Iterator[GeneratedTask]:
-    """One task per kind in turn, each kind's candidates in seeded order, up to `limit`."""
+    """One task per kind in turn, each kind's candidates in seeded order, up to `limit`; the
+    extended kinds too when `extended` (never for the held-out wording)."""
     queues: list[tuple[Kind, Iterator[Any]]] = []
-    held_out = ctx.phrases.name == "held_out"
+    extended = extended and ctx.phrases.name != "held_out"
     for kind in kinds(ctx):
-        if held_out and kind.train_only:
+        if kind.extended and not extended:
             continue
         order = list(kind.candidates)
         ctx.rng.shuffle(order)

@@ -70,6 +70,7 @@ def generate_tasks(
     snapshot_dir: Path | None = None,
     phrasing: str = "train",
     on_task: Callable[[], None] | None = None,
+    extended_kinds: bool = False,
 ) -> tuple[list[GeneratedTask], GenerationReport]:
     """Up to `limit` grounded tasks from the Python repository at `repo`, deterministic per seed.
 
@@ -77,6 +78,7 @@ def generate_tasks(
     `.venv`) is first copied to `snapshot_dir`; the tasks then name that copy as their `repo`,
     so the evaluator runs the agent on exactly the tree the tasks were made from. `phrasing`
     names the question set: `train` for training and validation data, `held_out` for the eval.
+    `extended_kinds` adds the extended kinds (`Kind.extended`) to training data.
     """
     started = time.perf_counter()
     phrases = phrasebook(phrasing)
@@ -97,7 +99,7 @@ def generate_tasks(
         by_name=facts.by_name(),
     )
     try:
-        tasks = list(round_robin(ctx, limit, report, on_task))
+        tasks = list(round_robin(ctx, limit, report, on_task, extended=extended_kinds))
     finally:
         tools.close()
     report.seconds = time.perf_counter() - started
@@ -114,6 +116,7 @@ class GenerateOptions(TypedDict, total=False):
     snapshot_dir: Path | None
     phrasing: str
     on_task: Callable[[], None] | None
+    extended_kinds: bool
 
 
 def generate_to_files(
