@@ -7,7 +7,7 @@ describe the rendered text, because the executed verdict looks for them in a run
 
 from __future__ import annotations
 
-from punie.records.tool_result import ErrorKind, ResultKind, ToolResult
+from punie.records.tool_result import ResultKind, ToolResult
 
 ERROR_PREFIX = "Error: "
 
@@ -70,20 +70,6 @@ def command_output(result: str) -> str | None:
     return str(data.get("output", ""))
 
 
-def _error(result: str) -> str | None:
+def error_kind(result: str) -> str | None:
+    """Why a tool refused or failed (an `ErrorKind`), or None for an answer that is no error."""
     return _data(result).get("error") if _kind(result) is ResultKind.ERROR else None
-
-
-def is_bad_regex_error(result: str) -> bool:
-    """Whether grep refused the pattern as an invalid regular expression."""
-    return _error(result) == ErrorKind.BAD_PATTERN
-
-
-def is_directory_error(result: str) -> bool:
-    """Whether read_file refused a folder."""
-    return _error(result) == ErrorKind.IS_DIRECTORY
-
-
-def is_missing_file_error(result: str) -> bool:
-    """Whether read_file said the file does not exist."""
-    return _error(result) == ErrorKind.NOT_FOUND

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic_ai.messages import ToolReturnPart
 
-from punie.data.generate.results import error_result
+from punie.data.generate.results import error_kind, error_result
 from punie.errors import ToolError
+from punie.records.tool_result import ErrorKind
 from punie.records.toolset import code_tool_schemas
 from punie.runtime.tools import Workspace, grep, read_file, run_command, write_file
 
@@ -81,6 +82,13 @@ class Toolbox:
             outcome="retried",
         )
         return Step(name, arguments, part.model_response_str(), error=True)
+
+    def failing(self, name: str, arguments: dict[str, Any], expected: ErrorKind) -> Step:
+        """Run one tool that must fail for the `expected` reason; anything else skips."""
+        step = self.call(name, arguments)
+        if not (step.error and error_kind(step.result) == expected):
+            raise Skip("expected_error_missing")
+        return step
 
     def ok(self, name: str, arguments: dict[str, Any], **kwargs: Any) -> Step:
         """Run one tool that must succeed; a failure skips the candidate."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from punie.data.generate.builders.context import BuildContext
 from punie.data.generate.builders.multi_step import FREE_GREP
 from punie.data.generate.record import Expectation, GeneratedTask, make_task
-from punie.data.generate.results import grep_found_nothing, grep_hits, is_missing_file_error
+from punie.data.generate.results import grep_found_nothing, grep_hits
 from punie.data.generate.toolbox import Skip
+from punie.records.tool_result import ErrorKind
 
 MISSING_NAMES: list[str] = [
     "helpers_legacy.py",
@@ -25,9 +26,7 @@ def missing_file(ctx: BuildContext, index: int) -> GeneratedTask:
     if (ctx.facts.root / path).exists():
         raise Skip("file_exists")
     question = ctx.ask("missing_file", path=path)
-    step = ctx.tools.call("read_file", {"path": path})
-    if not (step.error and is_missing_file_error(step.result)):
-        raise Skip("expected_error_missing")
+    step = ctx.tools.failing("read_file", {"path": path}, ErrorKind.NOT_FOUND)
     answer = (
         f"There is no file `{path}` in this repository, so I cannot say what it does. "
         "If it lives elsewhere, give me its path."

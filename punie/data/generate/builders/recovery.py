@@ -18,11 +18,9 @@ from punie.data.generate.results import (
     command_output,
     grep_hit_mark,
     grep_hits,
-    is_bad_regex_error,
-    is_directory_error,
-    is_missing_file_error,
 )
 from punie.data.generate.toolbox import Skip, Step
+from punie.records.tool_result import ErrorKind
 
 
 def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
@@ -36,9 +34,7 @@ def recover_bad_regex(ctx: BuildContext, d: Definition) -> GeneratedTask:
     if not 1 <= len(hits) <= 10:
         raise Skip("too_many_or_no_uses")
     question = ctx.ask("bad_regex", call=needle)
-    first = ctx.tools.call("grep", {"pattern": needle})
-    if not (first.error and is_bad_regex_error(first.result)):
-        raise Skip("expected_error_missing")
+    first = ctx.tools.failing("grep", {"pattern": needle}, ErrorKind.BAD_PATTERN)
     first = replace(first, mistake=True)
     fixed = f"{d.name}[(]"
     second = ctx.tools.ok("grep", {"pattern": fixed})
@@ -77,9 +73,7 @@ def recover_directory(ctx: BuildContext, folder: str) -> GeneratedTask:
         raise Skip("root_folder")
     entries = ctx.ls(folder)
     question = ctx.ask("read_folder", folder=folder)
-    first = ctx.tools.call("read_file", {"path": folder})
-    if not (first.error and is_directory_error(first.result)):
-        raise Skip("expected_error_missing")
+    first = ctx.tools.failing("read_file", {"path": folder}, ErrorKind.IS_DIRECTORY)
     first = replace(first, mistake=True)
     q = shlex.quote(folder)
     second = ctx.tools.ok("run_command", {"command": f"ls {q}"})
@@ -141,9 +135,7 @@ def near_miss_path(ctx: BuildContext, path: str) -> GeneratedTask:
     if not 1 <= len(classes) <= 5:
         raise Skip("too_many_or_no_classes")
     question = ctx.ask("near_miss_path", path=near)
-    first = ctx.tools.call("read_file", {"path": near})
-    if not (first.error and is_missing_file_error(first.result)):
-        raise Skip("expected_error_missing")
+    first = ctx.tools.failing("read_file", {"path": near}, ErrorKind.NOT_FOUND)
     second = ctx.tools.ok(
         "run_command", {"command": f"ls {shlex.quote(folder)}" if folder else "ls"}
     )
