@@ -17,11 +17,13 @@ checker (`bfcl/eval_checker/ast_eval/ast_checker.py`, simple function case):
   parameters, which compare after path normalisation (`./a.py` == `a.py`, `pkg//a.py` ==
   `pkg/a.py`) and are otherwise exact; numbers compare by value.
 
-The executed verdict (`check_executed`) is looser about values only: the name and the schema
-(required parameters, no unknown ones, strict types) are checked as above, but any argument
-values are right when the call's real result, run on the task's repository, holds every one of
-the task's `result_facts` (a grep narrowed with `glob` that still finds the definition). A
-call the strict checker accepts is accepted too.
+The executed verdict (`check_executed`) judges values by what the call returned: the name and
+the schema (required parameters, no unknown ones, strict types) are checked as above, and the
+argument values are right exactly when the call's real result, run on the task's repository,
+holds every one of the task's `result_facts`. So a grep narrowed with `glob` that still finds
+the definition is right, and a grep whose pattern the task leaves free (`subclasses`, the
+first step of a multi-step task) but which finds nothing is wrong, though the strict checker
+accepts it. Tasks without result facts get the strict verdict.
 """
 
 from __future__ import annotations
@@ -174,10 +176,10 @@ def check_executed(
 ) -> ArgumentCheck:
     """The executed verdict on a call whose real result is `result` (None: it did not run).
 
-    Right when the strict verdict is, or when the tool and schema are right and the result
-    holds every result fact; without result facts it is the strict verdict.
+    Right when the tool and schema are right and the result holds every result fact, whatever
+    the strict verdict; without result facts it is the strict verdict.
     """
-    if strict.valid or not result_facts:
+    if not result_facts:
         return strict
     if name != expected_tool:
         return ArgumentCheck(False, (f"wrong tool: called {name!r}, expected {expected_tool!r}",))

@@ -6,9 +6,9 @@ model's reply, before pydantic-ai coerced `"3"` into 3), the way BFCL scores a c
 - tool selection is right when the first call names the task's expected tool, or, for a task
   that expects no tool (direct answer, cannot answer, ask back), when the run calls none;
 - arguments are right when that first call passes `check_call` (tool tasks only): the strict
-  verdict; the executed verdict (`check_executed`) also accepts other argument values when the
-  call's real result (what the tool answered in the run, on a fresh copy of the task's
-  repository) holds the task's result facts;
+  verdict; the executed verdict (`check_executed`) judges the values by the call's real result
+  (what the tool answered in the run, on a fresh copy of the task's repository): right when it
+  holds the task's result facts, whatever the strict verdict;
 - the answer is right when the run ended `answered` and the answer holds every required fact;
 - a run *passed* when it ended `answered`, generated nothing after the end of any turn, and its
   tool selection, arguments (strict) and answer are all right; only such runs are fed back into

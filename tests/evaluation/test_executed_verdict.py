@@ -91,17 +91,25 @@ def test_a_narrowed_search_that_still_finds_the_answer_is_right_when_executed(
     assert any("expected string" in e for e in typed["executed_errors"])
 
 
-def test_the_executed_verdict_never_rejects_what_the_strict_one_accepts() -> None:
-    strict = ArgumentCheck(True)
-    verdict = check_executed(
-        "grep",
-        {"pattern": "x"},
-        None,
-        strict=strict,
-        expected_tool="grep",
+def test_the_executed_verdict_judges_values_by_the_result_not_by_the_strict_verdict() -> None:
+    """A grep the strict checker accepts because its pattern is free (a subclasses task) but
+    which found nothing is wrong when executed; one that ran and holds the facts is right."""
+    accepted = ArgumentCheck(True)
+    found_nothing = check_executed(
+        "grep", {"pattern": "class .*[(, ]type[),]"}, "no matches for 'class .*[(, ]type[),]'",
+        strict=accepted, expected_tool="grep", result_facts=["a.py:1: "],
+    )  # fmt: skip
+    assert not found_nothing.valid
+    assert found_nothing.errors == ("its result does not hold 'a.py:1: '",)
+    did_not_run = check_executed(
+        "grep", {"pattern": "x"}, None, strict=accepted, expected_tool="grep",
         result_facts=["a.py:1: "],
-    )
-    assert verdict is strict
+    )  # fmt: skip
+    assert did_not_run.errors == ("the call did not run, so it has no result",)
+    assert check_executed(
+        "grep", {"pattern": "x"}, "a.py:1: class X(Base):", strict=accepted,
+        expected_tool="grep", result_facts=["a.py:1: "],
+    ).valid  # fmt: skip
     rejected = ArgumentCheck(False, ("unexpected parameter 'glob'",))
     assert check_executed(
         "read_file", {"path": "a.py"}, "a.py:1: x", strict=rejected, expected_tool="grep",
