@@ -39,6 +39,7 @@ __all__ = [
     "ArgumentCheck",
     "check_call",
     "check_executed",
+    "fact_pattern",
     "facts_present",
     "missing_facts",
     "normalize_path",
@@ -281,10 +282,22 @@ def _fold(text: str) -> str:
     return _SPACES.sub(" ", text).strip().casefold()
 
 
+def fact_pattern(fact: str) -> re.Pattern[str]:
+    """A folded fact as a whole token: where it starts or ends with a word character, no word
+    character may touch it there, so `params` is not found inside `_merge_queryparams`, nor
+    line `97` inside `197`, nor `unix.py` inside `_unix.py`."""
+    folded = _fold(fact)
+    left = r"(?<!\w)" if folded[:1].isalnum() or folded[:1] == "_" else ""
+    right = r"(?!\w)" if folded[-1:].isalnum() or folded[-1:] == "_" else ""
+    return re.compile(left + re.escape(folded) + right)
+
+
 def missing_facts(answer: str | None, facts: Iterable[str]) -> list[str]:
-    """The required facts not found in the answer (case- and whitespace-insensitive)."""
+    """The required facts not found in the answer, each as a whole token (`fact_pattern`),
+    case- and whitespace-insensitive: echoing the name a question gives does not hold a fact
+    that is part of it."""
     folded = _fold(answer or "")
-    return [fact for fact in facts if _fold(fact) not in folded]
+    return [fact for fact in facts if not fact_pattern(fact).search(folded)]
 
 
 def facts_present(answer: str | None, facts: Iterable[str]) -> bool:

@@ -17,7 +17,7 @@ from punie.cli.data import generate as generate_command
 from punie.data.generate.phrasing import HELD_OUT, TRAIN
 from punie.data.generate.tasks import GeneratedTask, generate_tasks
 from punie.data.harvest import HarvestReport, harvest_outcomes
-from punie.evaluation.checks import check_call, check_executed
+from punie.evaluation.checks import check_call, check_executed, missing_facts
 from punie.records.conversation import read_conversations
 from punie.records.task import TaskSpec, read_tasks, write_tasks
 from punie.records.toolset import SYSTEM_PROMPT, code_tool_schemas, tool_parameters
@@ -96,9 +96,7 @@ def test_every_conversation_uses_the_agents_prompt_and_tools(generated) -> None:
         assert c.meta.source == "generated" and c.meta.repository == "anyio"
         assert c.meta.license == "MIT"
         assert c.messages[-1].role == "assistant" and not c.messages[-1].tool_calls
-        answer = c.messages[-1].content.lower()
-        for fact in t.task.required_facts:
-            assert fact.lower() in answer, (t.task.id, fact)
+        assert missing_facts(c.messages[-1].content, t.task.required_facts) == [], t.task.id
         calls = [call for m in c.messages for call in m.tool_calls]
         if t.task.expected_tool is None:
             assert not calls

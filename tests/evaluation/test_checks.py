@@ -152,3 +152,16 @@ def test_facts_are_found_case_and_whitespace_insensitively() -> None:
     assert missing_facts(answer, ["library/shelf.py", "imports book", "shelf is defined"]) == []
     assert missing_facts(answer, ["library/book.py", "Shelf"]) == ["library/book.py"]
     assert missing_facts(None, ["x"]) == ["x"]
+
+
+def test_a_fact_counts_only_as_a_whole_token_not_inside_a_name_the_question_gave() -> None:
+    """Echoing `_merge_queryparams` does not answer "its parameter is `params`"; line 97 is not
+    line 197; `unix.py` is not `_unix.py`; edges that are not word characters need no fence."""
+    echo = "`BaseClient._merge_queryparams` takes 1 parameter: `path`."
+    assert missing_facts(echo, ["params"]) == ["params"]
+    assert missing_facts("It takes `self` and `params`.", ["params"]) == []
+    assert missing_facts("defined at line 197", ["97"]) == ["97"]
+    assert missing_facts("defined at line 97.", ["97"]) == []
+    assert missing_facts("see `_unix.py`", ["unix.py"]) == ["unix.py"]
+    assert missing_facts("see `pkg/unix.py`", ["unix.py"]) == []
+    assert missing_facts("grep found `a.py:3: class X(`", ["a.py:3: ", "class X("]) == []
