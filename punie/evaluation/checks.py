@@ -276,6 +276,7 @@ def _equal(value: Any, expected: Any, is_path: bool) -> bool:
 
 
 _SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\w")
 
 
 def _fold(text: str) -> str:
@@ -287,8 +288,8 @@ def fact_pattern(fact: str) -> re.Pattern[str]:
     character may touch it there, so `params` is not found inside `_merge_queryparams`, nor
     line `97` inside `197`, nor `unix.py` inside `_unix.py`."""
     folded = _fold(fact)
-    left = r"(?<!\w)" if folded[:1].isalnum() or folded[:1] == "_" else ""
-    right = r"(?!\w)" if folded[-1:].isalnum() or folded[-1:] == "_" else ""
+    left = r"(?<!\w)" if _WORD.match(folded[:1]) else ""
+    right = r"(?!\w)" if _WORD.match(folded[-1:]) else ""
     return re.compile(left + re.escape(folded) + right)
 
 

@@ -41,7 +41,7 @@ class TaskSpec(BaseModel):
     optional_arguments: list[str] = Field(default_factory=list)
     """Arguments that may be left out; when given, they must be one of the listed values."""
     required_facts: list[str] = Field(default_factory=list)
-    """Strings the final answer must contain (case-insensitive)."""
+    """Strings the final answer must contain, each as a whole token (case-insensitive)."""
     result_facts: list[str] = Field(default_factory=list)
     """Strings the first call's real result must contain for the executed verdict to accept it,
     whatever its argument values (and whatever the strict verdict); empty: the executed verdict
