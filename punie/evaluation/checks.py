@@ -161,8 +161,11 @@ def schema_errors(arguments: Mapping[str, Any], schema: Mapping[str, Any] | None
 
 
 def result_holds(result: str | None, facts: Iterable[str]) -> list[str]:
-    """The facts a tool's result does not contain (exact, case-sensitive); all when no result."""
-    return [fact for fact in facts if result is None or fact not in result]
+    """The facts a tool's result does not hold, each exact and case-sensitive as a whole token
+    (`whole_token`: a count `3` is not held by `13`); all when no result."""
+    return [
+        fact for fact in facts if result is None or not re.search(whole_token(fact), result)
+    ]
 
 
 def check_executed(
@@ -283,14 +286,18 @@ def _fold(text: str) -> str:
     return _SPACES.sub(" ", text).strip().casefold()
 
 
+def whole_token(text: str) -> str:
+    """A regex for `text` as a whole token: where it starts or ends with a word character, no
+    word character may touch it there, so `params` is not found inside `_merge_queryparams`,
+    nor line `97` inside `197`, nor `unix.py` inside `_unix.py`."""
+    left = r"(?<!\w)" if _WORD.match(text[:1]) else ""
+    right = r"(?!\w)" if _WORD.match(text[-1:]) else ""
+    return left + re.escape(text) + right
+
+
 def fact_pattern(fact: str) -> re.Pattern[str]:
-    """A folded fact as a whole token: where it starts or ends with a word character, no word
-    character may touch it there, so `params` is not found inside `_merge_queryparams`, nor
-    line `97` inside `197`, nor `unix.py` inside `_unix.py`."""
-    folded = _fold(fact)
-    left = r"(?<!\w)" if _WORD.match(folded[:1]) else ""
-    right = r"(?!\w)" if _WORD.match(folded[-1:]) else ""
-    return re.compile(left + re.escape(folded) + right)
+    """A folded fact (case- and whitespace-insensitive) as a whole token (`whole_token`)."""
+    return re.compile(whole_token(_fold(fact)))
 
 
 def missing_facts(answer: str | None, facts: Iterable[str]) -> list[str]:

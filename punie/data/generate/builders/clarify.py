@@ -52,7 +52,8 @@ def missing_symbol(ctx: BuildContext, index: int) -> GeneratedTask:
         f"Nothing in this repository is called `{name}`: grep finds no match for it, so it "
         "is not defined here. Check the spelling, or tell me where it should be."
     )
-    expect = Expectation("grep", free=FREE_GREP)
+    # grep echoes a pattern that finds nothing: the search was for this name, not another.
+    expect = Expectation("grep", free=FREE_GREP, result_facts=(name,))
     return make_task(
         ctx.origin, "missing_symbol", "cannot_answer", question, [step], answer, expect, [name]
     )
@@ -72,7 +73,10 @@ def ambiguous_name(ctx: BuildContext, name: str) -> GeneratedTask:
         + "; ".join(places)
         + ". Which one do you mean?"
     )
-    expect = Expectation("grep", free=FREE_GREP)
+    # The search must show every definition (`path:line`), or there is nothing to ask about.
+    expect = Expectation(
+        "grep", free=FREE_GREP, result_facts=tuple(f"{d.path}:{d.line}" for d in defs)
+    )
     facts = [*sorted({d.path for d in defs}), "?"]
     return make_task(
         ctx.origin, "ask_back_ambiguous_name", "ask_back", question, [step], answer, expect, facts

@@ -86,7 +86,8 @@ def count_python_files(ctx: BuildContext, folder: str) -> GeneratedTask:
     output = command_output(step.result)
     if output is None or output.strip().split("\n")[-1].strip() != str(n):
         raise Skip("command_disagrees_with_files")
-    expect = Expectation("run_command", free=("command",))
+    # Any command that prints the count is right; a listing or a count of another folder is not.
+    expect = Expectation("run_command", free=("command",), result_facts=(str(n),))
     return make_task(
         ctx.origin, "count_python_files", "single_tool", question, [step], answer, expect, [str(n)]
     )
@@ -102,7 +103,8 @@ def list_folder(ctx: BuildContext, folder: str) -> GeneratedTask:
     if output is None or sorted(output.split()) != entries:
         raise Skip("command_disagrees_with_files")
     answer = f"{where[0].upper()}{where[1:]} holds {len(entries)} entries: {listing(entries)}."
-    expect = Expectation("run_command", free=("command",))
+    # Any command whose output lists every entry is right (`ls`, `ls -la`, `find`).
+    expect = Expectation("run_command", free=("command",), result_facts=tuple(entries))
     return make_task(
         ctx.origin, "list_folder", "single_tool", question, [step], answer, expect, entries
     )
