@@ -163,9 +163,7 @@ def schema_errors(arguments: Mapping[str, Any], schema: Mapping[str, Any] | None
 def result_holds(result: str | None, facts: Iterable[str]) -> list[str]:
     """The facts a tool's result does not hold, each exact and case-sensitive as a whole token
     (`whole_token`: a count `3` is not held by `13`); all when no result."""
-    return [
-        fact for fact in facts if result is None or not re.search(whole_token(fact), result)
-    ]
+    return [fact for fact in facts if result is None or not re.search(whole_token(fact), result)]
 
 
 def check_executed(
