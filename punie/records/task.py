@@ -43,9 +43,9 @@ class TaskSpec(BaseModel):
     required_facts: list[str] = Field(default_factory=list)
     """Strings the final answer must contain, each as a whole token (case-insensitive)."""
     result_facts: list[str] = Field(default_factory=list)
-    """Strings the first call's real result must contain for the executed verdict to accept it,
-    whatever its argument values (and whatever the strict verdict); empty: the executed verdict
-    is the strict one."""
+    """Strings the first call's real result must contain, each as a whole token (case-sensitive),
+    for the executed verdict to accept it, whatever its argument values (and whatever the strict
+    verdict); empty: the executed verdict is the strict one."""
     kind: str
 
 
