@@ -208,6 +208,9 @@ _EXTENDED = typer.Option(
     "--extended-kinds",
     help="Also train on the extended task kinds (constants, class methods, more recoveries).",
 )
+_TRAIN_SEED = typer.Option(
+    None, "--train-seed", help="Seed of the LoRA start and batch order (default: the data seed 0)."
+)
 _DATA_ONLY = typer.Option(
     False, "--data-only", help="Stop after the data stages (model, tasks, mixed splits)."
 )
@@ -233,6 +236,7 @@ def demo_command(
     answer_weight: float | None = _ANSWER_WEIGHT,
     frequency_penalty: float | None = _PENALTY,
     extended_kinds: bool = _EXTENDED,
+    train_seed: int | None = _TRAIN_SEED,
     data_only: bool = _DATA_ONLY,
 ) -> None:
     """The whole loop offline: data, training, base-vs-tuned evaluation (`--rounds N`: N rounds).
@@ -246,6 +250,7 @@ def demo_command(
         "answer_weight": answer_weight,
         "eval_frequency_penalty": frequency_penalty,
         "extended_kinds": extended_kinds or None,
+        "train_seed": train_seed,
     }
     config = _loop_config(
         workdir, iters, train_package, eval_package, eval_tasks, fixture_suite, rounds,
