@@ -289,22 +289,16 @@ def lr_schedule(config: DemoConfig) -> dict[str, Any] | None:
     }
 
 
-def train_stage(
-    stages: Stages,
-    name: str,
+def train_values(
     config: DemoConfig,
     data_dir: str,
     model_dir: Path,
     recipe: str,
     *,
     start_from: Path | None = None,
-) -> Path:
-    """Train one LoRA adapter on the mixed data with the given recipe (continuing from the
-    adapter folder `start_from` when given)."""
-    from punie.mlx.train.config import make_config
-    from punie.mlx.train.launch import train
-
-    values = {
+) -> dict[str, Any]:
+    """The trainer's settings (`TrainConfig` fields, less the adapter folder) for the config."""
+    values: dict[str, Any] = {
         "data": data_dir,
         "model": str(model_dir),
         "recipe": recipe,
@@ -331,6 +325,25 @@ def train_stage(
     # steps see more examples than there are (a smoke run of 2 steps would wait for it).
     train_rows = (Path(data_dir) / "train.jsonl").read_text(encoding="utf-8").count("\n")
     values["cache_frozen_layers"] = config.iters * config.batch_size > train_rows
+    return values
+
+
+def train_stage(
+    stages: Stages,
+    name: str,
+    config: DemoConfig,
+    data_dir: str,
+    model_dir: Path,
+    recipe: str,
+    *,
+    start_from: Path | None = None,
+) -> Path:
+    """Train one LoRA adapter on the mixed data with the given recipe (continuing from the
+    adapter folder `start_from` when given)."""
+    from punie.mlx.train.config import make_config
+    from punie.mlx.train.launch import train
+
+    values = train_values(config, data_dir, model_dir, recipe, start_from=start_from)
 
     def build(folder: Path) -> dict[str, Any]:
         result = train(make_config({**values, "adapter_path": str(folder / "adapter")}))
