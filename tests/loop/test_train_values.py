@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from punie.loop.demo import DemoConfig, train_values
@@ -18,7 +17,7 @@ def test_the_training_seed_defaults_to_the_data_seed_and_can_be_set_apart(tmp_pa
     data = str(data_folder(tmp_path, 10))
     model = tmp_path / "model"
     default = train_values(DemoConfig(seed=5), data, model, "punie")
-    apart = train_values(replace(DemoConfig(seed=5), train_seed=3), data, model, "punie")
+    apart = train_values(DemoConfig(seed=5, train_seed=3), data, model, "punie")
     assert default["seed"] == 5
     assert apart["seed"] == 3
     # Nothing else moves, so a seed sweep changes one thing.
@@ -29,7 +28,7 @@ def test_the_training_seed_defaults_to_the_data_seed_and_can_be_set_apart(tmp_pa
     assert config.seed == 3
 
 
-def test_the_frozen_layers_are_cached_only_when_the_steps_see_every_row_more_than_once(
+def test_the_frozen_layers_are_cached_only_when_the_steps_draw_more_examples_than_rows(
     tmp_path: Path,
 ) -> None:
     model = tmp_path / "model"
